@@ -1,0 +1,130 @@
+"""Preemption: make room for a waiting job by stopping running ones.
+
+A running job *V* may be stopped for a waiting job *J* only if V is preemptible, did not start
+in this cycle, runs on J's GPU model, and either
+
+- **rank**: V's rank (priority, and for LAS/SRTF its current queue) is below J's, and V is in
+  J's preemption scope (its queue, its cohort tree, or the whole cluster); or
+- **reclaim**: J's queue would stay within its nominal quota, and V's queue is another queue of
+  J's cohort tree that is borrowing.
+
+Victims are tried cheapest first — borrowers first, then lowest rank, then least work lost
+since the last checkpoint, then the most recently started — until J fits; then victims that
+turned out not to be needed are given back their place. Nothing is stopped if J still cannot fit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kumo.core import explain
+from kumo.core.classes import JobClass, Option
+from kumo.core.decisions import Preempt
+from kumo.core.placement import Slot
+from kumo.core.snapshot import Running, checkpointed_work
+
+if TYPE_CHECKING:
+    from kumo.core.schedule import Cycle
+
+
+def work_lost_s(rec: Running, now: float) -> float:
+    elapsed = max(0.0, now - rec.alloc.start_time)
+    kept = checkpointed_work(rec.alloc, now) / rec.job.speed(rec.alloc.placement.model)
+    return max(0.0, elapsed - kept)
+
+
+def _scope(cycle: Cycle, queue: int) -> list[int]:
+    scope = cycle.profile.preemption_scope
+    if scope == "queue":
+        return [queue]
+    tree = cycle.quota.root
+    if scope == "cohort":
+        return [q for q in cycle.snap.running_by_queue if tree[q] == tree[queue]]
+    return list(cycle.snap.running_by_queue)
+
+
+def candidates(cycle: Cycle, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> list[tuple[Any, ...]]:
+    """Possible victims for one option, cheapest first, as sort keys ending in the job id."""
+    quota, q, flavor = cycle.quota, cls.queue, opt.flavor
+    prof = cycle.profile
+    scope = set(_scope(cycle, q)) if prof.preemption else set()
+    reclaim = (prof.reclaim and quota.parent[q] >= 0
+               and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
+    queues = set(scope)
+    if reclaim:
+        queues |= {x for x in cycle.snap.running_by_queue if quota.root[x] == quota.root[q]}
+    quota_blocked = quota.fits(q, opt.request) is not None
+    out = []
+    for vq in sorted(queues):
+        borrowing = quota.borrowing(vq, flavor)
+        for vid in cycle.snap.running_by_queue.get(vq, ()):
+            rec = cycle.running.get(vid)
+            if rec is None or not rec.job.preemptible or vid in cycle.victims or vid in cycle.started_now:
+                continue
+            if rec.request.get(flavor) is None or (not quota_blocked and rec.pool not in opt.pools):
+                continue
+            vrank = cycle.rank_running(rec)
+            if not ((vq in scope and vrank < rank) or (reclaim and vq != q and borrowing)):
+                continue
+            lost = work_lost_s(rec, cycle.now) * rec.gpus()
+            out.append((0 if borrowing else 1, vrank, lost, -rec.alloc.start_time, vid))
+    out.sort()
+    return out
+
+
+def find(cycle: Cycle, cls: JobClass, job_id: str, options: tuple[Option, ...]) -> tuple[Option, int, list[Slot], list[str]] | None:
+    """Victims that let the job start, with its option, pool and slots; ``None`` if none do."""
+    job = cycle.snap.pending[job_id]
+    rank = cycle.policy.rank(job, job.attained_gpu_s, job.work_done_s)
+    for opt in options:
+        cands = candidates(cycle, cls, rank, opt)
+        if not cands:
+            continue
+        for pool in opt.pools:
+            found = _search(cycle, cls, job_id, opt, pool, [c[-1] for c in cands])
+            if found is not None:
+                return opt, pool, found[0], found[1]
+    return None
+
+
+def _fits(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int) -> list[Slot] | None:
+    if cycle.quota.fits(cls.queue, opt.request) is not None:
+        return None
+    exclude = cycle.exclusion(pool, job_id, opt)
+    slots = cycle.place(pool, cls.shape, exclude, memo=False)
+    return slots if isinstance(slots, list) else None
+
+
+def _search(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int, cands: list[str]) -> tuple[list[Slot], list[str]] | None:
+    cycle.decisions.stats.preemption_searches += 1
+    released: list[str] = []
+    slots = None
+    for vid in cands:
+        rec = cycle.running[vid]
+        if rec.pool != pool and cycle.quota.fits(cls.queue, opt.request) is None:
+            continue  # quota is already fine; a victim elsewhere would not help placement
+        cycle.release(rec)
+        released.append(vid)
+        if (slots := _fits(cycle, cls, job_id, opt, pool)) is not None:
+            break
+    if slots is None:
+        for vid in reversed(released):
+            cycle.retake(cycle.running[vid])
+        return None
+    for vid in reversed(released[:-1]):
+        rec = cycle.running[vid]
+        cycle.retake(rec)
+        if _fits(cycle, cls, job_id, opt, pool) is not None:
+            released.remove(vid)
+        else:
+            cycle.release(rec)
+    final = _fits(cycle, cls, job_id, opt, pool)
+    assert final is not None
+    return final, released
+
+
+def preempt_decision(cycle: Cycle, victim: str, by: str) -> Preempt:
+    rec = cycle.running[victim]
+    lost = work_lost_s(rec, cycle.now)
+    why = explain.Reason(explain.PREEMPTION, f"stopped to make room for job {by}")
+    return Preempt(victim, by, why, lost)

@@ -1,0 +1,402 @@
+"""One scheduling cycle: ``schedule(snapshot, now, profile) -> Decisions``.
+
+0. **requeue** running jobs whose node went down; **reject** jobs that can never fit;
+1. **order** waiting jobs by the profile's policy (FIFO, priority, fair share, LAS, SRTF),
+   one *class* of interchangeable jobs at a time (see :mod:`kumo.core.classes`);
+2. **admit** the class's best job against quota (:mod:`kumo.core.quota`);
+3. **place** the whole gang or nothing (:mod:`kumo.core.placement`);
+4. **preempt** lower-ranked or borrowing jobs when it cannot otherwise start
+   (:mod:`kumo.core.preemption`);
+5. **backfill**: the first job that cannot start gets a reservation in its pool; later jobs may
+   use the reserved nodes only if they end before it starts (:mod:`kumo.core.backfill`);
+6. **explain** every job that still waits (:mod:`kumo.core.explain`).
+
+The cycle works on private copies of the snapshot's mutable state; the snapshot is unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import insort
+from typing import Any
+
+from kumo.core import backfill, explain, preemption
+from kumo.core.classes import JobClass, Option
+from kumo.core.decisions import Decisions, Reject, Requeue, Reservation, Start, Waiting
+from kumo.core.explain import Reason
+from kumo.core.fairshare import FairShareArbiter
+from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
+from kumo.core.placement import NO_EXCLUDE, Shape, Slot, place
+from kumo.core.profile import DEFAULT_PROFILE, Profile
+from kumo.core.snapshot import Running, Snapshot, Take
+from kumo.core.resources import GPU_MILLI, format_amount
+
+
+def schedule(snapshot: Snapshot, now: float, profile: Profile = DEFAULT_PROFILE) -> Decisions:
+    """Decide what starts, what is preempted or requeued, and why the rest waits."""
+    cycle = Cycle(snapshot, now, profile)
+    cycle.requeue_lost()  # 0
+    cycle.run()  # 1-5
+    return cycle.finish()  # 6
+
+
+class _Run:
+    """A class's progress within one cycle."""
+
+    __slots__ = ("backfill_reason", "cls", "pos", "reason", "threshold")
+
+    def __init__(self, cls: JobClass):
+        self.cls = cls
+        self.pos = 0
+        self.reason: Reason | None = None
+        self.backfill_reason: Reason | None = None
+        self.threshold = math.inf  # in short-only mode: the longest remaining time that may backfill
+
+
+class Cycle:
+    def __init__(self, snap: Snapshot, now: float, profile: Profile):
+        self.snap = snap
+        self.now = float(now)
+        self.profile = profile
+        self.index = snap.class_index(profile)
+        self.policy = self.index.policy
+        self.cluster = snap.cluster.clone()
+        self.quota = snap.quota.clone()
+        self.fs = snap.fs.clone()
+        self.running: dict[str, Running] = dict(snap.running)
+        self._ends: dict[int, list[tuple[float, str]]] = {}
+        self.started_now: set[str] = set()
+        self.victims: set[str] = set()
+        self.holds: dict[int, backfill.Hold] = {}
+        self.memo: dict[tuple[Any, ...], Reason] = {}
+        self.preempt_memo: set[tuple[Any, ...]] = set()
+        self.ranks: dict[str, tuple[Any, ...]] = {}
+        self.runs: dict[int, _Run] = {}
+        self.done: set[str] = set()
+        self.decisions = Decisions(self.now, snap.version)
+        self._hetero = self._heterogeneity_stats() if profile.heterogeneity else None
+
+    # ------------------------------------------------------------------ 0. requeue, reject
+    def requeue_lost(self) -> None:
+        t = self.cluster.table
+        if not any(s is NodeState.DOWN for s in t.state):
+            return
+        for jid in sorted(self.running):
+            rec = self.running[jid]
+            down = [t.names[n] for n, *_ in rec.takes if t.state[n] is NodeState.DOWN]
+            if down:
+                why = Reason(explain.LOST, f"node {down[0]} is down")
+                self.decisions.requeues.append(Requeue(jid, why))
+                self.release(rec)
+                self._drop_running(jid)
+
+    # ------------------------------------------------------------------ 1. order
+    def run(self) -> None:
+        heaps: dict[int, list[tuple[Any, ...]]] = {}
+        for cls in self.index.classes.values():
+            run = self.runs[cls.seq] = _Run(cls)
+            heaps.setdefault(cls.leaf, []).append((cls.jobs[0][0], cls.seq, run))
+        for h in heaps.values():
+            heapq.heapify(h)
+        arbiter = self._arbiter(heaps) if self.policy.fair_share else None
+        while True:
+            leaf = arbiter.next() if arbiter else (-1 if heaps.get(-1) else None)
+            if leaf is None:
+                break
+            heap = heaps[leaf]
+            _, _, run = heapq.heappop(heap)
+            started = self.evaluate(run)
+            if started and arbiter:
+                arbiter.started(leaf)
+            nxt = self._next_candidate(run)
+            if nxt is not None:
+                heapq.heappush(heap, (run.cls.jobs[nxt][0], run.cls.seq, run))
+            elif not heap and arbiter:
+                arbiter.exhausted(leaf)
+
+    def _arbiter(self, heaps: dict[int, list[tuple[Any, ...]]]) -> FairShareArbiter:
+        capacity: dict[str, int] = {}
+        t = self.cluster.table
+        for n in range(len(t.names)):
+            f = "gpu." + t.model[n]
+            capacity[f] = capacity.get(f, 0) + t.gpus[n] * GPU_MILLI
+            capacity["cpu"] = capacity.get("cpu", 0) + t.cpu_cap[n]
+            capacity["mem"] = capacity.get("mem", 0) + t.mem_cap[n]
+        past = self.fs.past_rates(self.now, self.profile.fair_share)
+        return FairShareArbiter(self.fs, past, capacity, {leaf for leaf, h in heaps.items() if h})
+
+    def _next_candidate(self, run: _Run) -> int | None:
+        jobs = run.cls.jobs
+        if run.reason is not None:
+            return None  # blocked for every job of the class that is left
+        i = run.pos
+        if run.backfill_reason is not None:
+            wt = run.cls.walltimes
+            while i < len(jobs) and wt[jobs[i][1]] > run.threshold:
+                i += 1
+        run.pos = i
+        return i if i < len(jobs) else None
+
+    # ------------------------------------------------------------------ 2-5. one job
+    def evaluate(self, run: _Run) -> bool:
+        """Try the class's current job; True if it started."""
+        cls = run.cls
+        job_id = cls.jobs[run.pos][1]
+        self.decisions.stats.classes_evaluated += 1
+        if job_id in self.snap._rejected:
+            self.decisions.rejects.append(Reject(job_id, Reason(explain.REJECTED, self.snap._rejected[job_id])))
+            self.done.add(job_id)
+            run.pos += 1
+            return False
+        if cls.never is not None:
+            run.reason = explain.quota(cls.never)
+            return False
+        options = self.options(cls)
+        reasons: list[Reason] = []
+        placeable: list[Option] = []
+        held: list[tuple[Option, int]] = []
+        for opt in options:
+            flavor = self.quota.fits(cls.queue, opt.request)  # 2. admit
+            if flavor is not None:
+                need = format_amount(flavor, opt.request[flavor])
+                reasons.append(explain.quota(f"needs {need} {flavor}; {self.quota.describe(cls.queue, flavor)}"))
+                continue
+            placeable.append(opt)
+            for pool in opt.pools:  # 3. place
+                exclude = self.exclusion(pool, job_id, opt)
+                slots = self.place(pool, cls.shape, exclude)
+                if isinstance(slots, list):
+                    self.start(run, job_id, opt, pool, slots)
+                    return True
+                if exclude and isinstance(self.place(pool, cls.shape, NO_EXCLUDE), list):
+                    hold = self.holds[pool]
+                    pool_name = self.cluster.pools[pool].name
+                    reasons.append(explain.backfill(hold.job_id, pool_name, hold.start_at - self.now))
+                    held.append((opt, pool))
+                else:
+                    reasons.append(slots)
+        if (self.profile.preemption or self.profile.reclaim) and self.try_preempt(run, job_id, options):  # 4
+            return True
+        reason = explain.combine(reasons) if reasons else explain.placement("no GPU model it allows exists")
+        if held:
+            run.backfill_reason = reason
+            run.threshold = max((self.holds[p].start_at - self.now) * o.speed for o, p in held)
+            run.pos += 1
+            return False
+        run.reason = reason
+        if self.profile.backfill and placeable:  # 5. reserve for the first blocked job
+            self.try_reserve(cls, job_id, placeable)
+        return False
+
+    def options(self, cls: JobClass) -> tuple[Option, ...]:
+        """The class's options, the first two swapped when its fastest model is contended and it
+        gains less from that model than the waiting jobs do on average."""
+        opts = cls.options
+        h = self._hetero
+        if h is None or len(opts) < 2 or not cls.log_ratio:
+            return opts
+        demand, free, pairs = h
+        m1, m2 = opts[0].model, opts[1].model
+        if demand.get(m1, 0) <= free.get(m1, 0):
+            return opts
+        total, count = pairs.get((m1, m2), (0, 0))
+        if cls.log_ratio * count < total:
+            return (opts[1], opts[0], *opts[2:])
+        return opts
+
+    def _heterogeneity_stats(self) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], tuple[int, int]]]:
+        demand: dict[str, int] = {}
+        pairs: dict[tuple[str, str], tuple[int, int]] = {}
+        for cls in self.index.classes.values():
+            n = len(cls.jobs)
+            need = n * cls.shape.workers * (cls.shape.gpus * GPU_MILLI or cls.shape.milli)
+            for o in cls.options:
+                demand[o.model] = demand.get(o.model, 0) + need
+            if cls.log_ratio:
+                key = (cls.options[0].model, cls.options[1].model)
+                s, c = pairs.get(key, (0, 0))
+                pairs[key] = (s + n * cls.log_ratio, c + n)
+        free: dict[str, int] = {}
+        for pool in self.cluster.pools:
+            f = pool.free_gpus() * GPU_MILLI + sum(v for v, _, _ in pool.partial)
+            free[pool.model] = free.get(pool.model, 0) + f
+        return demand, free, pairs
+
+    def exclusion(self, pool: int, job_id: str, opt: Option) -> frozenset[int]:
+        """Nodes a job may not use in ``pool``: a reservation's, unless it ends before it."""
+        hold = self.holds.get(pool)
+        if hold is None:
+            return NO_EXCLUDE
+        remaining = self.index.of_job[job_id].walltimes[job_id]
+        if self.now + remaining / opt.speed <= hold.start_at:
+            return NO_EXCLUDE
+        return hold.nodes
+
+    def place(self, pool: int, shape: Shape, exclude: frozenset[int], memo: bool = True) -> list[Slot] | Reason:
+        key = (pool, bool(exclude), shape)
+        if memo and (failed := self.memo.get(key)) is not None:
+            return failed
+        self.decisions.stats.placements_tried += 1
+        result = place(self.cluster, self.cluster.pools[pool], shape, exclude)
+        if memo and not isinstance(result, list):
+            self.memo[key] = result
+        return result
+
+    # ------------------------------------------------------------------ state changes
+    def start(self, run: _Run, job_id: str, opt: Option, pool: int, slots: list[Slot],
+              victims: tuple[str, ...] = ()) -> None:
+        cls, snap = run.cls, self.snap
+        job = snap.pending[job_id]
+        shape = cls.shape
+        takes: list[Take] = []
+        for n, gpus, milli in slots:
+            self.cluster.take(n, gpus, milli, shape.cpu, shape.mem)
+            takes.append((n, gpus, milli, shape.cpu, shape.mem))
+        self.quota.add(cls.queue, opt.request)
+        project = snap.fs.index[job.project]
+        self.fs.add(project, opt.request)
+        names = self.cluster.table.names
+        region = self.cluster.pools[pool].region
+        workers = tuple(WorkerPlacement(i, names[n], gpus, milli) for i, (n, gpus, milli) in enumerate(slots))
+        placement = Placement(opt.model, region, workers)
+        self.decisions.starts.append(Start(job_id, placement, victims, backfilled=pool in self.holds))
+        rec = Running(Allocation(job, placement, self.now), cls.queue, project, opt.request, takes, pool)
+        self.running[job_id] = rec
+        if rec.end is not None:
+            insort(self.ends_of(pool), (rec.end, job_id))
+        self.started_now.add(job_id)
+        self.done.add(job_id)
+        run.pos += 1
+
+    def ends_of(self, pool: int) -> list[tuple[float, str]]:
+        e = self._ends.get(pool)
+        if e is None:
+            e = self._ends[pool] = self.snap.ends[pool][:]
+        return e
+
+    def _drop_running(self, job_id: str) -> None:
+        rec = self.running.pop(job_id)
+        if rec.end is not None:
+            e = self.ends_of(rec.pool)
+            e.remove((rec.end, job_id))
+
+    def release(self, rec: Running) -> None:
+        for n, gpus, milli, cpu, mem in rec.takes:
+            self.cluster.give(n, gpus, milli, cpu, mem)
+        self.quota.add(rec.queue, rec.request, -1)
+
+    def retake(self, rec: Running) -> None:
+        for n, gpus, milli, cpu, mem in rec.takes:
+            self.cluster.take(n, gpus, milli, cpu, mem)
+        self.quota.add(rec.queue, rec.request)
+
+    def rank_running(self, rec: Running) -> tuple[Any, ...]:
+        r = self.ranks.get(rec.job.id)
+        if r is None:
+            job, elapsed = rec.job, max(0.0, self.now - rec.alloc.start_time)
+            attained = job.attained_gpu_s + rec.gpus() * elapsed
+            done = job.work_done_s + elapsed * job.speed(rec.alloc.placement.model)
+            r = self.ranks[job.id] = self.policy.rank(job, attained, done)
+        return r
+
+    # ------------------------------------------------------------------ 4. preempt
+    def try_preempt(self, run: _Run, job_id: str, options: tuple[Option, ...]) -> bool:
+        cls = run.cls
+        job = self.snap.pending[job_id]
+        rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
+        key = (cls.queue, rank, cls.shape, tuple(o.model for o in options), tuple(o.pools for o in options))
+        if key in self.preempt_memo:
+            return False
+        found = preemption.find(self, cls, job_id, options)
+        if found is None:
+            self.preempt_memo.add(key)
+            return False
+        opt, pool, slots, victims = found
+        for vid in victims:
+            self.decisions.preemptions.append(preemption.preempt_decision(self, vid, job_id))
+            self.victims.add(vid)
+        self.start(run, job_id, opt, pool, slots, tuple(victims))
+        self._hold_leftovers(victims, slots, cls.shape)
+        for vid in victims:
+            self._drop_running(vid)
+        return True
+
+    def _hold_leftovers(self, victims: list[str], slots: list[Slot], shape: Shape) -> None:
+        """Victims stop after this cycle: what they free beyond the preemptor's needs stays out of
+        reach until then, so no other job of this cycle is placed on GPUs still in use."""
+        used: dict[tuple[int, int], int] = {}
+        cpu: dict[int, int] = {}
+        mem: dict[int, int] = {}
+        for n, gpus, milli in slots:
+            for g in gpus:
+                used[(n, g)] = used.get((n, g), 0) + milli
+            cpu[n] = cpu.get(n, 0) + shape.cpu
+            mem[n] = mem.get(n, 0) + shape.mem
+        for vid in victims:
+            rec = self.running[vid]
+            for n, gpus, milli, vcpu, vmem in rec.takes:
+                keep = []
+                for g in gpus:
+                    overlap = min(milli, used.get((n, g), 0))
+                    used[(n, g)] = used.get((n, g), 0) - overlap
+                    if milli - overlap:
+                        keep.append((g, milli - overlap))
+                for g, amount in keep:
+                    self.cluster.take(n, (g,), amount, 0, 0)
+                c_over = min(vcpu, cpu.get(n, 0))
+                m_over = min(vmem, mem.get(n, 0))
+                cpu[n] = cpu.get(n, 0) - c_over
+                mem[n] = mem.get(n, 0) - m_over
+                self.cluster.take(n, (), 0, vcpu - c_over, vmem - m_over)
+            self.quota.add(rec.queue, rec.request)
+
+    # ------------------------------------------------------------------ 5. reserve
+    def try_reserve(self, cls: JobClass, job_id: str, options: list[Option]) -> None:
+        if cls.shape.milli:
+            return
+        best: backfill.Hold | None = None
+        for opt in options:
+            for pool in opt.pools:
+                if pool in self.holds:
+                    continue
+                self.decisions.stats.reservations_computed += 1
+                ends = self.ends_of(pool)
+                takes = {jid: self.running[jid].takes for _, jid in ends}
+                hold = backfill.reserve(self.cluster, self.cluster.pools[pool], cls.shape, job_id,
+                                        self.now, ends, takes)
+                if hold is not None and (best is None or hold.start_at < best.start_at):
+                    best = hold
+        if best is None:
+            return
+        self.holds[best.pool] = best
+        names = self.cluster.table.names
+        self.decisions.reservations.append(Reservation(
+            job_id, self.cluster.pools[best.pool].name, best.start_at,
+            tuple((names[n], g) for n, g in best.gpus),
+        ))
+
+    # ------------------------------------------------------------------ 6. explain
+    def finish(self) -> Decisions:
+        of_job = dict(self.index.of_job)
+        runs = self.runs
+        done = self.done
+
+        def why(job_id: str) -> Reason | None:
+            if job_id in done:
+                return None
+            cls = of_job.get(job_id)
+            if cls is None:
+                return None
+            run = runs.get(cls.seq)
+            if run is None:
+                return Reason(explain.ORDER, "not considered in this cycle")
+            if run.backfill_reason is not None and (run.reason is None or cls.walltimes.get(job_id, 0) > run.threshold):
+                return run.backfill_reason
+            return run.reason
+
+        def ids() -> Any:
+            return (j for j in of_job if j not in done)
+
+        self.decisions.waiting = Waiting(ids, why, len(of_job) - len(done))
+        return self.decisions
