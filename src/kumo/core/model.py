@@ -343,10 +343,13 @@ class Job:
         return self.gpu_milli > 0
 
     def speed(self, model: str) -> float:
-        for m, s in self.speeds:  # type: ignore[misc]
+        for m, s in self._speed_items():
             if m == model:
-                return float(s)
+                return s
         return 1.0
+
+    def _speed_items(self) -> tuple[tuple[str, float], ...]:
+        return self.speeds  # type: ignore[return-value]  # normalised to a tuple in __post_init__
 
     @property
     def walltime_s(self) -> float | None:
@@ -430,8 +433,9 @@ class Allocation:
 
 @dataclass(frozen=True, slots=True)
 class UsageSample:
-    """Decayed past usage of a project for fair share: ``amount`` flavor-units x seconds,
-    decayed up to time ``as_of`` (the core decays it further to the cycle's ``now``)."""
+    """Decayed past usage of a project for fair share: ``amount`` is in kumo units x seconds
+    (milli-GPU-seconds for GPU flavors, millicore-seconds for ``cpu``, MiB-seconds for ``mem``),
+    decayed up to time ``as_of``; the core decays it further to the cycle's ``now``."""
 
     project: str
     flavor: str

@@ -177,7 +177,9 @@ def _largest_group(ctx: _Ctx, level_name: str) -> int:
     return max((_capacity(ctx.hist(level, gi), ctx.shape.gpus) for gi in range(len(level.names))), default=0)
 
 
-def _choose_nodes(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int]) -> list[tuple[int, int]] | Reason:
+def _choose_nodes(
+    cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int]
+) -> list[tuple[int, int]] | Reason:
     ctx = _Ctx(cluster, pool, shape, exclude)
     g, w, topo = shape.gpus, shape.workers, shape.topology
     pool_hist = ctx.hist(None, 0)
@@ -249,7 +251,9 @@ def _node_fits(cluster: Cluster, n: int, shape: Shape) -> bool:
 def _one_slice(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int]) -> Slot | None:
     m = shape.milli
     i = bisect_left(pool.partial, (m, -1, -1))
-    for free, local, gpu in pool.partial[i:]:
+    for _free, local, gpu in pool.partial[i:]:
+        if local in exclude:
+            continue
         n = pool.nodes[local]
         if _node_fits(cluster, n, shape):
             return (n, (gpu,), m)

@@ -64,15 +64,18 @@ def candidates(cycle: Cycle, cls: JobClass, rank: tuple[Any, ...], opt: Option) 
             if rec.request.get(flavor) is None or (not quota_blocked and rec.pool not in opt.pools):
                 continue
             vrank = cycle.rank_running(rec)
-            if not ((vq in scope and vrank < rank) or (reclaim and vq != q and borrowing)):
+            by_rank = vq in scope and vrank < rank
+            if not (by_rank or (reclaim and vq != q and borrowing)):
                 continue
             lost = work_lost_s(rec, cycle.now) * rec.gpus()
-            out.append((0 if borrowing else 1, vrank, lost, -rec.alloc.start_time, vid))
+            out.append((0 if borrowing else 1, vrank, lost, -rec.alloc.start_time, not by_rank, vid))
     out.sort()
     return out
 
 
-def find(cycle: Cycle, cls: JobClass, job_id: str, options: tuple[Option, ...]) -> tuple[Option, int, list[Slot], list[str]] | None:
+def find(
+    cycle: Cycle, cls: JobClass, job_id: str, options: tuple[Option, ...]
+) -> tuple[Option, int, list[Slot], list[str]] | None:
     """Victims that let the job start, with its option, pool and slots; ``None`` if none do."""
     job = cycle.snap.pending[job_id]
     rank = cycle.policy.rank(job, job.attained_gpu_s, job.work_done_s)
@@ -81,7 +84,7 @@ def find(cycle: Cycle, cls: JobClass, job_id: str, options: tuple[Option, ...]) 
         if not cands:
             continue
         for pool in opt.pools:
-            found = _search(cycle, cls, job_id, opt, pool, [c[-1] for c in cands])
+            found = _search(cycle, cls, job_id, opt, pool, [(c[-1], c[-2]) for c in cands])
             if found is not None:
                 return opt, pool, found[0], found[1]
     return None
@@ -95,14 +98,17 @@ def _fits(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int) -> l
     return slots if isinstance(slots, list) else None
 
 
-def _search(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int, cands: list[str]) -> tuple[list[Slot], list[str]] | None:
+def _search(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int,
+            cands: list[tuple[str, bool]]) -> tuple[list[Slot], list[str]] | None:
     cycle.decisions.stats.preemption_searches += 1
     released: list[str] = []
     slots = None
-    for vid in cands:
+    for vid, reclaim_only in cands:
         rec = cycle.running[vid]
         if rec.pool != pool and cycle.quota.fits(cls.queue, opt.request) is None:
             continue  # quota is already fine; a victim elsewhere would not help placement
+        if reclaim_only and not cycle.quota.borrowing(rec.queue, opt.flavor):
+            continue  # its queue no longer borrows: reclaim may not take it below nominal
         cycle.release(rec)
         released.append(vid)
         if (slots := _fits(cycle, cls, job_id, opt, pool)) is not None:

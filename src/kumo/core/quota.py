@@ -33,8 +33,8 @@ INF = 1 << 62
 class QuotaTree:
     """Quota nodes (queues and cohorts), their limits, and their current usage."""
 
-    __slots__ = ("borrow", "children", "guaranteed", "index", "is_cohort", "lend", "managed",
-                 "names", "nominal", "parent", "root", "subtree", "usage")
+    __slots__ = ("_potential", "borrow", "children", "guaranteed", "index", "is_cohort", "lend",
+                 "managed", "names", "nominal", "parent", "root", "subtree", "usage")
 
     def __init__(self, queues: list[Queue], cohorts: list[Cohort], flavors: set[str]):
         self.names: list[str] = []
@@ -70,13 +70,13 @@ class QuotaTree:
         listed: dict[int, set[str]] = {}
         for i, spec in enumerate(specs):
             kind = "cohort" if isinstance(spec, Cohort) else "queue"
-            for flavor, q in spec.quotas().items():
+            for flavor, limits in spec.quotas().items():
                 if flavor not in flavors:
                     raise UnknownReferenceError(
                         f"{kind} {spec.name!r} quota",
                         f"flavor {flavor!r} is not in the inventory (known: {', '.join(sorted(flavors))})",
                     )
-                nom, bl, ll = quota_units(flavor, q)
+                nom, bl, ll = quota_units(flavor, limits)
                 self.nominal[i][flavor] = nom
                 if bl is not None:
                     self.borrow[i][flavor] = bl
@@ -90,12 +90,13 @@ class QuotaTree:
         for i in self._postorder():
             for f in self.managed[i]:
                 sq = self.nominal[i].get(f, 0)
-                for c in self.children[i]:
-                    sq += self.subtree[c][f] - self.guaranteed[c][f]
+                for child in self.children[i]:
+                    sq += self.subtree[child][f] - self.guaranteed[child][f]
                 self.subtree[i][f] = sq
                 lend = self.lend[i].get(f)
                 self.guaranteed[i][f] = sq - min(lend, sq) if lend is not None else 0
         self.usage: list[dict[str, int]] = [dict.fromkeys(self.managed[i], 0) for i in range(n)]
+        self._potential: dict[tuple[int, str], int] = {}
 
     def _add(self, cohort: bool, name: str) -> None:
         self.index[(cohort, name)] = len(self.names)
@@ -164,18 +165,22 @@ class QuotaTree:
 
     def potential(self, x: int, flavor: str) -> int:
         """The most of ``flavor`` that ``x`` could ever hold, with every other queue idle."""
-        saved = self.usage
-        self.usage = [dict.fromkeys(u, 0) for u in saved]
-        try:
-            return self.available(x, flavor)
-        finally:
-            self.usage = saved
+        key = (x, flavor)
+        cached = self._potential.get(key)
+        if cached is None:
+            saved = self.usage
+            self.usage = [dict.fromkeys(u, 0) for u in saved]
+            try:
+                cached = self._potential[key] = self.available(x, flavor)
+            finally:
+                self.usage = saved
+        return cached
 
     def borrowing(self, x: int, flavor: str) -> bool:
         """Whether queue ``x`` uses more of ``flavor`` than its nominal quota."""
         return flavor in self.managed[x] and self.usage[x][flavor] > self.nominal[x].get(flavor, 0)
 
-    def describe(self, x: int, flavor: str) -> str:
+    def describe(self, x: int, flavor: str, need: int = 0) -> str:
         """``'queue nlp-lab holds 64/64 gpu.h200 and cohort geniac has no idle quota'``."""
         kind = "cohort" if self.is_cohort[x] else "queue"
         used = format_amount(flavor, self.usage[x].get(flavor, 0))
@@ -185,7 +190,7 @@ class QuotaTree:
         if p < 0:
             return text
         bl = self.borrow[x].get(flavor)
-        if bl is not None and self.usage[x][flavor] >= self.nominal[x].get(flavor, 0) + bl:
+        if bl is not None and self.usage[x][flavor] + need > self.nominal[x].get(flavor, 0) + bl:
             return text + f" and may borrow at most {format_amount(flavor, bl)}"
         idle = self.available(p, flavor)
         if idle <= 0:

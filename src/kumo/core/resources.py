@@ -89,7 +89,7 @@ def format_amount(flavor: str, units: int) -> str:
 
 def format_duration(seconds: float) -> str:
     """``5400 -> '1h 30m'``, ``42 -> '42s'``."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     days, s = divmod(s, 86400)

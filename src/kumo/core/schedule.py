@@ -29,8 +29,8 @@ from kumo.core.fairshare import FairShareArbiter
 from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
 from kumo.core.placement import NO_EXCLUDE, Shape, Slot, place
 from kumo.core.profile import DEFAULT_PROFILE, Profile
-from kumo.core.snapshot import Running, Snapshot, Take
 from kumo.core.resources import GPU_MILLI, format_amount
+from kumo.core.snapshot import Running, Snapshot, Take
 
 
 def schedule(snapshot: Snapshot, now: float, profile: Profile = DEFAULT_PROFILE) -> Decisions:
@@ -72,6 +72,7 @@ class Cycle:
         self.memo: dict[tuple[Any, ...], Reason] = {}
         self.preempt_memo: set[tuple[Any, ...]] = set()
         self.ranks: dict[str, tuple[Any, ...]] = {}
+        self._vsum: dict[int, dict[tuple[str, int], dict[tuple[Any, ...], int]]] = {}
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
@@ -159,8 +160,9 @@ class Cycle:
         for opt in options:
             flavor = self.quota.fits(cls.queue, opt.request)  # 2. admit
             if flavor is not None:
-                need = format_amount(flavor, opt.request[flavor])
-                reasons.append(explain.quota(f"needs {need} {flavor}; {self.quota.describe(cls.queue, flavor)}"))
+                need = opt.request[flavor]
+                held_text = self.quota.describe(cls.queue, flavor, need)
+                reasons.append(explain.quota(f"needs {format_amount(flavor, need)} {flavor}; {held_text}"))
                 continue
             placeable.append(opt)
             for pool in opt.pools:  # 3. place
@@ -260,7 +262,9 @@ class Cycle:
         region = self.cluster.pools[pool].region
         workers = tuple(WorkerPlacement(i, names[n], gpus, milli) for i, (n, gpus, milli) in enumerate(slots))
         placement = Placement(opt.model, region, workers)
-        self.decisions.starts.append(Start(job_id, placement, victims, backfilled=pool in self.holds))
+        hold = self.holds.get(pool)
+        backfilled = hold is not None and any(self.cluster.table.pool_local[n] in hold.nodes for n, _, _ in slots)
+        self.decisions.starts.append(Start(job_id, placement, victims, backfilled=backfilled))
         rec = Running(Allocation(job, placement, self.now), cls.queue, project, opt.request, takes, pool)
         self.running[job_id] = rec
         if rec.end is not None:
@@ -277,6 +281,11 @@ class Cycle:
 
     def _drop_running(self, job_id: str) -> None:
         rec = self.running.pop(job_id)
+        sums = self._vsum.get(rec.queue)
+        if sums is not None and rec.job.preemptible:
+            flavor = "gpu." + rec.alloc.placement.model
+            by_rank = sums[(flavor, rec.pool)]
+            by_rank[self.rank_running(rec)] -= rec.request[flavor]
         if rec.end is not None:
             e = self.ends_of(rec.pool)
             e.remove((rec.end, job_id))
@@ -308,7 +317,8 @@ class Cycle:
         key = (cls.queue, rank, cls.shape, tuple(o.model for o in options), tuple(o.pools for o in options))
         if key in self.preempt_memo:
             return False
-        found = preemption.find(self, cls, job_id, options)
+        options = tuple(o for o in options if self._victims_could_make_room(cls, rank, o))
+        found = preemption.find(self, cls, job_id, options) if options else None
         if found is None:
             self.preempt_memo.add(key)
             return False
@@ -321,6 +331,49 @@ class Cycle:
         for vid in victims:
             self._drop_running(vid)
         return True
+
+    def _victim_sums(self, queue: int) -> dict[tuple[str, int], dict[tuple[Any, ...], int]]:
+        """Milli-GPUs of a queue's preemptible running jobs, per (flavor, pool) and rank."""
+        sums = self._vsum.get(queue)
+        if sums is None:
+            sums = self._vsum[queue] = {}
+            for jid in self.snap.running_by_queue.get(queue, ()):
+                rec = self.running.get(jid)
+                if rec is None or not rec.job.preemptible or jid in self.started_now:
+                    continue
+                flavor = "gpu." + rec.alloc.placement.model
+                by_rank = sums.setdefault((flavor, rec.pool), {})
+                r = self.rank_running(rec)
+                by_rank[r] = by_rank.get(r, 0) + rec.request[flavor]
+        return sums
+
+    def _victims_could_make_room(self, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> bool:
+        """An upper bound: could stopping every eligible victim free enough GPUs and quota?"""
+        quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
+        scope = set(preemption._scope(self, q)) if prof.preemption else set()
+        reclaim = (prof.reclaim and quota.parent[q] >= 0
+                   and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
+        queues = scope | ({x for x in self.snap.running_by_queue if quota.root[x] == quota.root[q]}
+                          if reclaim else set())
+        gain: dict[int, int] = {}
+        for vq in queues:
+            borrowing = reclaim and vq != q and quota.borrowing(vq, flavor)
+            for (f, pool), by_rank in self._victim_sums(vq).items():
+                if f != flavor:
+                    continue
+                amount = sum(m for r, m in by_rank.items() if borrowing or (vq in scope and r < rank))
+                gain[pool] = gain.get(pool, 0) + amount
+        need = opt.request[flavor]
+        if quota.fits(q, opt.request) is not None and quota.available(q, flavor) + sum(gain.values()) < need:
+            return False
+        for pool in opt.pools:
+            p = self.cluster.pools[pool]
+            free = p.free_gpus() * GPU_MILLI
+            if cls.shape.milli:
+                free += sum(v for v, _, _ in p.partial)
+            if free + gain.get(pool, 0) >= need:
+                return True
+        return False
 
     def _hold_leftovers(self, victims: list[str], slots: list[Slot], shape: Shape) -> None:
         """Victims stop after this cycle: what they free beyond the preemptor's needs stays out of

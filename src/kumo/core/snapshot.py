@@ -134,6 +134,7 @@ class Snapshot:
         self.version = 0
         self._indexes: dict[tuple[Any, ...], tuple[ClassIndex, _ClassMaker]] = {}
         self._rejected: dict[str, str] = {}
+        self._ever_fits: dict[tuple[int, Shape], bool] = {}
         for alloc in running:
             self._add_running(alloc, check=True)
         for job in jobs:
@@ -186,6 +187,13 @@ class Snapshot:
 
     def could_ever_fit(self, pool_id: int, shape: Shape) -> bool:
         """Whether an empty pool (every node up) could hold the gang."""
+        key = (pool_id, shape)
+        known = self._ever_fits.get(key)
+        if known is None:
+            known = self._ever_fits[key] = self._could_ever_fit(pool_id, shape)
+        return known
+
+    def _could_ever_fit(self, pool_id: int, shape: Shape) -> bool:
         t = self.cluster.table
         pool = self.cluster.pools[pool_id]
 

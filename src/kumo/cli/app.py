@@ -1,0 +1,47 @@
+"""The ``kumo`` command: a small Typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from kumo import __version__
+from kumo.cli import demo
+
+app = typer.Typer(
+    name="kumo",
+    help="kumo (雲): schedule a national AI compute programme's GPUs and explain every wait.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"kumo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True,
+                     help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """kumo (雲): schedule a national AI compute programme's GPUs and explain every wait."""
+
+
+demo.register(app)
+
+
+def main() -> None:
+    """Console-script entry point (``kumo``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
