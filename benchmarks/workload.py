@@ -20,6 +20,9 @@ SIZES = [  # (share, gpus in total; negative: a slice of one GPU in milli)
 ]
 
 
+JOB_TYPE_SPEEDUPS = (1.1, 1.3, 1.5, 1.6, 1.8, 2.1)  # H200 over H100, per kind of model (a throughput table)
+
+
 def nodes(count: int = 4096, block: int = 64) -> list[Node]:
     out = []
     per_pool = count // (len(REGIONS) * len(MODELS))
@@ -67,7 +70,7 @@ def jobs(n: int, seed: int, queues: int = 50, prefix: str = "j", t0: float = 0.0
         u = rng.random()
         models: tuple[str, ...] = ("h200",) if u < 0.4 else ("h100",) if u < 0.7 else ("h200", "h100")
         if len(models) == 2 and rng.random() < 0.5:
-            kw["speeds"] = {"h200": round(1.2 + rng.random(), 2), "h100": 1.0}
+            kw["speeds"] = {"h200": rng.choice(JOB_TYPE_SPEEDUPS), "h100": 1.0}
         v = rng.random()
         regions = () if v < 0.6 else (REGIONS[0],) if v < 0.8 else (REGIONS[1],)
         prio = rng.choices((0, 100, 1000), (0.7, 0.25, 0.05))[0]

@@ -69,6 +69,10 @@ class ClassIndex:
         self.classes: dict[tuple[Any, ...], JobClass] = {}
         self.of_job: dict[str, JobClass] = {}
         self._seq = 0
+        # for heterogeneity-aware model choice: milli-GPUs wanted per model by waiting jobs, and
+        # per (fastest, next) model pair the sum and count of jobs' log speed-up (integers: exact)
+        self.demand: dict[str, int] = {}
+        self.pairs: dict[tuple[str, str], tuple[int, int]] = {}
 
     def add(self, job: Job, make: Any) -> JobClass:
         """Add ``job``; ``make(job, key, seq, band)`` builds its class if it is new."""
@@ -82,7 +86,17 @@ class ClassIndex:
         wt = job.walltime_s
         cls.walltimes[job.id] = math.inf if wt is None else max(0.0, wt - job.work_done_s)
         self.of_job[job.id] = cls
+        self._count(cls, 1)
         return cls
+
+    def _count(self, cls: JobClass, sign: int) -> None:
+        need = sign * cls.shape.workers * (cls.shape.gpus * 1000 or cls.shape.milli)
+        for o in cls.options:
+            self.demand[o.model] = self.demand.get(o.model, 0) + need
+        if cls.log_ratio:
+            key = (cls.options[0].model, cls.options[1].model)
+            s, c = self.pairs.get(key, (0, 0))
+            self.pairs[key] = (s + sign * cls.log_ratio, c + sign)
 
     def remove(self, job: Job) -> None:
         cls = self.of_job.pop(job.id)
@@ -90,5 +104,6 @@ class ClassIndex:
         i = bisect_left(cls.jobs, entry)
         del cls.jobs[i]
         del cls.walltimes[job.id]
+        self._count(cls, -1)
         if not cls.jobs:
             del self.classes[cls.key]

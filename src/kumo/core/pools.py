@@ -40,8 +40,8 @@ class GroupLevel:
 class PoolIndex:
     """Free-capacity index of one pool (region x GPU model)."""
 
-    __slots__ = ("buckets", "fw", "gmax", "id", "levels", "model", "multi_node_nvlink", "nodes",
-                 "partial", "region")
+    __slots__ = ("buckets", "free_total", "fw", "gmax", "id", "levels", "model", "multi_node_nvlink",
+                 "nodes", "partial", "partial_total", "region")
 
     def __init__(self, pool_id: int, region: str, model: str, nodes: list[int], table: NodeTable):
         self.id = pool_id
@@ -53,6 +53,8 @@ class PoolIndex:
         self.buckets: list[list[int]] = [[] for _ in range(self.gmax + 1)]
         self.buckets[0] = list(range(len(nodes)))
         self.partial: list[tuple[int, int, int]] = []
+        self.free_total = 0  # wholly free GPUs on schedulable nodes
+        self.partial_total = 0  # free milli-GPUs on partly used GPUs
         self.levels: dict[str, GroupLevel] = {}
         for level in LEVELS:
             labels = [table.label(level, n) for n in nodes]
@@ -74,6 +76,7 @@ class PoolIndex:
         c.fw = self.fw[:]
         c.buckets = [b[:] for b in self.buckets]
         c.partial = self.partial[:]
+        c.free_total, c.partial_total = self.free_total, self.partial_total
         c.levels = {k: v.clone() for k, v in self.levels.items()}
         return c
 
@@ -87,6 +90,7 @@ class PoolIndex:
         if old == value:
             return
         self.fw[local] = value
+        self.free_total += value - old
         b = self.buckets[old]
         del b[bisect_left(b, local)]
         insort(self.buckets[value], local)
@@ -98,13 +102,15 @@ class PoolIndex:
     def drop_partial(self, free: int, local: int, gpu: int) -> None:
         p = self.partial
         del p[bisect_left(p, (free, local, gpu))]
+        self.partial_total -= free
 
     def add_partial(self, free: int, local: int, gpu: int) -> None:
         insort(self.partial, (free, local, gpu))
+        self.partial_total += free
 
     # ---- queries ---------------------------------------------------------------------
     def free_gpus(self) -> int:
-        return sum(k * len(b) for k, b in enumerate(self.buckets))
+        return self.free_total
 
     def worker_capacity(self, g: int) -> int:
         """How many g-GPU workers the pool could hold, ignoring CPU and memory."""

@@ -52,12 +52,13 @@ def candidates(cycle: Cycle, cls: JobClass, rank: tuple[Any, ...], opt: Option) 
                and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
     queues = set(scope)
     if reclaim:
-        queues |= {x for x in cycle.snap.running_by_queue if quota.root[x] == quota.root[q]}
+        queues |= {x for x in cycle.snap.running_by_queue
+                   if x != q and quota.root[x] == quota.root[q] and quota.borrowing(x, flavor)}
     quota_blocked = quota.fits(q, opt.request) is not None
     out = []
     for vq in sorted(queues):
         borrowing = quota.borrowing(vq, flavor)
-        for vid in cycle.snap.running_by_queue.get(vq, ()):
+        for vid in sorted(cycle.snap.running_by_queue.get(vq, ())):
             rec = cycle.running.get(vid)
             if rec is None or not rec.job.preemptible or vid in cycle.victims or vid in cycle.started_now:
                 continue

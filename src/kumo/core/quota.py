@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from kumo.core.errors import QuotaCycleError, UnknownReferenceError
 from kumo.core.model import Cohort, Queue, quota_units
-from kumo.core.resources import format_amount, is_gpu_flavor
+from typing import Any
+
+from kumo.core.resources import is_gpu_flavor
 
 INF = 1 << 62
 
@@ -180,22 +182,28 @@ class QuotaTree:
         """Whether queue ``x`` uses more of ``flavor`` than its nominal quota."""
         return flavor in self.managed[x] and self.usage[x][flavor] > self.nominal[x].get(flavor, 0)
 
-    def describe(self, x: int, flavor: str, need: int = 0) -> str:
-        """``'queue nlp-lab holds 64/64 gpu.h200 and cohort geniac has no idle quota'``."""
-        kind = "cohort" if self.is_cohort[x] else "queue"
-        used = format_amount(flavor, self.usage[x].get(flavor, 0))
-        nom = format_amount(flavor, self.nominal[x].get(flavor, 0))
-        text = f"{kind} {self.names[x]} holds {used}/{nom} {flavor}"
+    def describe_parts(self, x: int, flavor: str, need: int = 0) -> tuple[Any, ...]:
+        """Values for a quota reason, captured now and rendered later:
+        (used, nominal, borrowing limit if it is what blocks, cohort name, cohort idle)."""
+        used = self.usage[x].get(flavor, 0)
+        nominal = self.nominal[x].get(flavor, 0)
         p = self.parent[x]
         if p < 0:
-            return text
+            return (used, nominal, None, None, 0)
         bl = self.borrow[x].get(flavor)
-        if bl is not None and self.usage[x][flavor] + need > self.nominal[x].get(flavor, 0) + bl:
-            return text + f" and may borrow at most {format_amount(flavor, bl)}"
-        idle = self.available(p, flavor)
-        if idle <= 0:
-            return text + f" and cohort {self.names[p]} has no idle quota"
-        return text + f" and cohort {self.names[p]} has {format_amount(flavor, idle)} idle"
+        if bl is not None and used + need > nominal + bl:
+            return (used, nominal, bl, self.names[p], 0)
+        return (used, nominal, None, self.names[p], self.available(p, flavor))
+
+    def holder(self, x: int) -> str:
+        return f"{'cohort' if self.is_cohort[x] else 'queue'} {self.names[x]}"
+
+    def describe(self, x: int, flavor: str, need: int = 0) -> str:
+        """``'queue nlp-lab holds 64/64 gpu.h200 and cohort geniac has no idle quota'``."""
+        from kumo.core.explain import quota_blocked
+
+        detail = quota_blocked(flavor, need, self.holder(x), self.describe_parts(x, flavor, need)).detail
+        return detail.split("; ", 1)[1]
 
     # ---- updates -----------------------------------------------------------------------
     def add(self, x: int, request: dict[str, int], sign: int = 1) -> None:

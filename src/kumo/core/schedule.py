@@ -29,7 +29,7 @@ from kumo.core.fairshare import FairShareArbiter
 from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
 from kumo.core.placement import NO_EXCLUDE, Shape, Slot, place
 from kumo.core.profile import DEFAULT_PROFILE, Profile
-from kumo.core.resources import GPU_MILLI, format_amount
+from kumo.core.resources import GPU_MILLI
 from kumo.core.snapshot import Running, Snapshot, Take
 
 
@@ -73,6 +73,7 @@ class Cycle:
         self.preempt_memo: set[tuple[Any, ...]] = set()
         self.ranks: dict[str, tuple[Any, ...]] = {}
         self._vsum: dict[int, dict[tuple[str, int], dict[tuple[Any, ...], int]]] = {}
+        self._gains: dict[tuple[Any, ...], dict[int, int]] = {}
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
@@ -161,8 +162,8 @@ class Cycle:
             flavor = self.quota.fits(cls.queue, opt.request)  # 2. admit
             if flavor is not None:
                 need = opt.request[flavor]
-                held_text = self.quota.describe(cls.queue, flavor, need)
-                reasons.append(explain.quota(f"needs {format_amount(flavor, need)} {flavor}; {held_text}"))
+                parts = self.quota.describe_parts(cls.queue, flavor, need)
+                reasons.append(explain.quota_blocked(flavor, need, self.quota.holder(cls.queue), parts))
                 continue
             placeable.append(opt)
             for pool in opt.pools:  # 3. place
@@ -208,22 +209,10 @@ class Cycle:
         return opts
 
     def _heterogeneity_stats(self) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], tuple[int, int]]]:
-        demand: dict[str, int] = {}
-        pairs: dict[tuple[str, str], tuple[int, int]] = {}
-        for cls in self.index.classes.values():
-            n = len(cls.jobs)
-            need = n * cls.shape.workers * (cls.shape.gpus * GPU_MILLI or cls.shape.milli)
-            for o in cls.options:
-                demand[o.model] = demand.get(o.model, 0) + need
-            if cls.log_ratio:
-                key = (cls.options[0].model, cls.options[1].model)
-                s, c = pairs.get(key, (0, 0))
-                pairs[key] = (s + n * cls.log_ratio, c + n)
         free: dict[str, int] = {}
         for pool in self.cluster.pools:
-            f = pool.free_gpus() * GPU_MILLI + sum(v for v, _, _ in pool.partial)
-            free[pool.model] = free.get(pool.model, 0) + f
-        return demand, free, pairs
+            free[pool.model] = free.get(pool.model, 0) + pool.free_total * GPU_MILLI + pool.partial_total
+        return self.index.demand, free, self.index.pairs
 
     def exclusion(self, pool: int, job_id: str, opt: Option) -> frozenset[int]:
         """Nodes a job may not use in ``pool``: a reservation's, unless it ends before it."""
@@ -286,6 +275,7 @@ class Cycle:
             flavor = "gpu." + rec.alloc.placement.model
             by_rank = sums[(flavor, rec.pool)]
             by_rank[self.rank_running(rec)] -= rec.request[flavor]
+            self._gains.clear()
         if rec.end is not None:
             e = self.ends_of(rec.pool)
             e.remove((rec.end, job_id))
@@ -347,31 +337,44 @@ class Cycle:
                 by_rank[r] = by_rank.get(r, 0) + rec.request[flavor]
         return sums
 
+    def _gain(self, key: tuple[Any, ...], queues: list[int], flavor: str, rank: tuple[Any, ...] | None) -> dict[int, int]:
+        """Milli-GPUs per pool that stopping the queues' preemptible jobs below ``rank`` (any rank
+        if ``None``) could free; cached for the cycle, cleared when a victim is taken."""
+        gain = self._gains.get(key)
+        if gain is None:
+            gain = self._gains[key] = {}
+            for vq in queues:
+                for (f, pool), by_rank in self._victim_sums(vq).items():
+                    if f == flavor:
+                        amount = sum(m for r, m in by_rank.items() if rank is None or r < rank)
+                        gain[pool] = gain.get(pool, 0) + amount
+        return gain
+
     def _victims_could_make_room(self, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> bool:
         """An upper bound: could stopping every eligible victim free enough GPUs and quota?"""
         quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
-        scope = set(preemption._scope(self, q)) if prof.preemption else set()
+        gains = []
+        if prof.preemption:
+            scope = prof.preemption_scope
+            root = quota.root[q] if scope == "cohort" else -1
+            key = ("rank", q if scope == "queue" else root, flavor, rank)
+            gains.append(self._gain(key, preemption._scope(self, q), flavor, rank))
         reclaim = (prof.reclaim and quota.parent[q] >= 0
                    and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
-        queues = scope | ({x for x in self.snap.running_by_queue if quota.root[x] == quota.root[q]}
-                          if reclaim else set())
-        gain: dict[int, int] = {}
-        for vq in queues:
-            borrowing = reclaim and vq != q and quota.borrowing(vq, flavor)
-            for (f, pool), by_rank in self._victim_sums(vq).items():
-                if f != flavor:
-                    continue
-                amount = sum(m for r, m in by_rank.items() if borrowing or (vq in scope and r < rank))
-                gain[pool] = gain.get(pool, 0) + amount
+        if reclaim:
+            root = quota.root[q]
+            for x in self.snap.running_by_queue:
+                if x != q and quota.root[x] == root and quota.borrowing(x, flavor):
+                    gains.append(self._gain(("any", x, flavor), [x], flavor, None))
         need = opt.request[flavor]
-        if quota.fits(q, opt.request) is not None and quota.available(q, flavor) + sum(gain.values()) < need:
-            return False
+        if quota.fits(q, opt.request) is not None:
+            total = sum(sum(g.values()) for g in gains)
+            if quota.available(q, flavor) + total < need:
+                return False
         for pool in opt.pools:
             p = self.cluster.pools[pool]
-            free = p.free_gpus() * GPU_MILLI
-            if cls.shape.milli:
-                free += sum(v for v, _, _ in p.partial)
-            if free + gain.get(pool, 0) >= need:
+            free = p.free_total * GPU_MILLI + (p.partial_total if cls.shape.milli else 0)
+            if free + sum(g.get(pool, 0) for g in gains) >= need:
                 return True
         return False
 

@@ -135,6 +135,8 @@ class Snapshot:
         self._indexes: dict[tuple[Any, ...], tuple[ClassIndex, _ClassMaker]] = {}
         self._rejected: dict[str, str] = {}
         self._ever_fits: dict[tuple[int, Shape], bool] = {}
+        self._known_constraints: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+        self._signatures: dict[tuple[Any, ...], tuple[tuple[Option, ...], str | None]] = {}
         for alloc in running:
             self._add_running(alloc, check=True)
         for job in jobs:
@@ -161,6 +163,11 @@ class Snapshot:
         p = self.fs.index.get(job.project)
         if p is None:
             raise UnknownReferenceError(where, f"project {job.project!r} does not exist")
+        if (job.gpu_models, job.regions) not in self._known_constraints:
+            self._check_constraints(job, where)
+        return q, p
+
+    def _check_constraints(self, job: Job, where: str) -> None:
         for m in job.gpu_models:
             if gpu_flavor(m) not in self.flavors:
                 raise UnknownReferenceError(
@@ -169,11 +176,24 @@ class Snapshot:
         for r in job.regions:
             if r not in self.regions:
                 raise UnknownReferenceError(where, f"region {r!r} does not exist (known: {', '.join(self.regions)})")
-        return q, p
+        self._known_constraints.add((job.gpu_models, job.regions))
+
+    def _signature(self, job: Job) -> tuple[tuple[Option, ...], str | None]:
+        """A job's options and, if it can never fit, why — computed once per distinct shape."""
+        key = (job.gpu_models, job.regions, job.speeds, job.workers, job.gpus, job.gpu_milli,
+               job.cpu_milli, job.mem_mib, job.topology)
+        found = self._signatures.get(key)
+        if found is None:
+            options = self._options(job)
+            found = self._signatures[key] = (options, self._check_satisfiable(job, options))
+        return found
 
     def options(self, job: Job) -> tuple[Option, ...]:
         """The GPU models a job may use, best first: by speed where it gives speeds, else in its
         order of preference; for each, the pools of its allowed regions."""
+        return self._signature(job)[0]
+
+    def _options(self, job: Job) -> tuple[Option, ...]:
         models = [m for m in (job.gpu_models or self.models) if m in self.models]
         if job.speeds:
             models.sort(key=lambda m: -job.speed(m))
@@ -232,7 +252,7 @@ class Snapshot:
         if job.id in self.pending or job.id in self.running:
             raise DuplicateError(f"job {job.id!r}", "a job with this id already exists")
         self._refs(job)
-        problem = self._check_satisfiable(job, self.options(job))
+        problem = self._signature(job)[1]
         if problem is not None:
             if self.unsatisfiable == "raise":
                 raise UnsatisfiableJobError(f"job {job.id!r}", problem)
