@@ -10,7 +10,7 @@ import pytest
 from kumo.core import Decisions, Profile, schedule
 from tests.core.builders import ClusterBuilder, cluster
 
-PRIO = Profile(order="priority")
+PRIO = Profile(preemption_min_runtime_s=0, order="priority")
 
 
 def victims(d: Decisions) -> list[str]:
@@ -33,7 +33,7 @@ def test_high_priority_job_preempts_low_one(order: str) -> None:
             .running_job("low", [("n0", (0, 1, 2, 3))], priority=0, start=0.0)
             .job("high", gpus=4, priority=10)
             .snapshot())
-    d = schedule(snap, 100.0, Profile(order=order))
+    d = schedule(snap, 100.0, Profile(preemption_min_runtime_s=0, order=order))
     assert len(d.preemptions) == 1
     p = d.preemptions[0]
     assert (p.job_id, p.by, p.reason.code) == ("low", "high", "preemption")
@@ -60,7 +60,7 @@ def test_no_preemption_when_disabled() -> None:
             .running_job("low", [("n0", (0, 1, 2, 3))], priority=0)
             .job("high", gpus=4, priority=10)
             .snapshot())
-    d = schedule(snap, 100.0, Profile(order="priority", preemption=False))
+    d = schedule(snap, 100.0, Profile(preemption_min_runtime_s=0, order="priority", preemption=False))
     assert d.preemptions == [] and d.starts == []
 
 
@@ -74,7 +74,7 @@ def test_priority_preemption_stays_in_queue_scope() -> None:
             .job("high", gpus=4, priority=10)
             .snapshot())
     assert schedule(snap, 100.0, PRIO).preemptions == []
-    d = schedule(snap, 100.0, Profile(order="priority", preemption_scope="cluster"))
+    d = schedule(snap, 100.0, Profile(preemption_min_runtime_s=0, order="priority", preemption_scope="cluster"))
     assert [(p.job_id, p.by) for p in d.preemptions] == [("low", "high")]
 
 
@@ -244,7 +244,7 @@ def _reclaim(need: int, reclaim: bool = True) -> Decisions:
     for gpu, start in enumerate([0.0, 10.0, 20.0, 30.0]):
         b.running_job(f"b{gpu}", [("n0", (gpu,))], queue="qb", start=start, priority=50)
     snap = b.job("a", queue="qa", gpus=need, priority=0).snapshot()
-    return schedule(snap, 100.0, Profile(order="priority", reclaim=reclaim))
+    return schedule(snap, 100.0, Profile(preemption_min_runtime_s=0, order="priority", reclaim=reclaim))
 
 
 def test_reclaim_takes_back_borrowed_quota() -> None:

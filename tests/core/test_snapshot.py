@@ -241,7 +241,9 @@ def _same(a: Decisions, b: Decisions) -> None:
     assert a.requeues == b.requeues
     assert a.rejects == b.rejects
     assert a.reservations == b.reservations
-    assert dict(a.waiting) == dict(b.waiting)
+    # the same jobs wait for the same kind of reason; a class parked by an earlier cycle (blocked by
+    # quota) is not re-evaluated, so its sentence may carry the numbers from the start of the cycle
+    assert {j: r.code for j, r in a.waiting.items()} == {j: r.code for j, r in b.waiting.items()}
 
 
 @pytest.mark.parametrize("order", ["fifo", "priority", "fair-share", "las", "srtf"])

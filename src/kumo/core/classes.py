@@ -13,6 +13,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Any
 
+from kumo.core.explain import Reason
 from kumo.core.model import Job, Topology
 from kumo.core.placement import Shape
 from kumo.core.policies import OrderPolicy
@@ -30,7 +31,7 @@ class Option:
 
 
 class JobClass:
-    __slots__ = ("band", "jobs", "key", "leaf", "log_ratio", "never", "options", "queue", "rep", "seq",
+    __slots__ = ("band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rep", "seq",
                  "shape", "walltimes")
 
     def __init__(self, key: tuple[Any, ...], seq: int, rep: Job, queue: int, leaf: int, band: Any,
@@ -46,9 +47,39 @@ class JobClass:
         self.never = never  # why no option could ever be admitted by quota, or None
         self.jobs: list[tuple[tuple[Any, ...], str]] = []  # sorted (order key, job id)
         self.walltimes: dict[str, float] = {}
+        self.park: Park | None = None  # set while the class is parked (see ClassIndex.park)
         self.log_ratio = 0
         if len(options) >= 2 and options[0].speed != options[1].speed:
             self.log_ratio = round(math.log(options[0].speed / options[1].speed) * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """Why a class is parked and what would wake it.
+
+    A parked class is one whose every option was refused by quota (or can never be admitted), so
+    it cannot start — nor reserve — until something changes that could let it:
+
+    - ``thresholds``: quota of ``flavor`` freed in its tree such that ``available(queue, flavor)``
+      reaches the threshold (its need minus what preemption could free, at parking time);
+    - ``rank_scope``: a preemptible job starting in that scope with a lower rank than ``rank``
+      (a new possible victim);
+    - ``reclaim_root``: a queue of that cohort tree starting to borrow (a new reclaim victim);
+    - ``pools``: room freed in one of these pools (where only placement stopped a preemption).
+    """
+
+    reason: Reason
+    root: int = -1
+    thresholds: tuple[tuple[str, int], ...] = ()
+    rank: tuple[Any, ...] | None = None
+    rank_scope: tuple[Any, ...] | None = None
+    reclaim_root: int | None = None
+    eligible_at: tuple[tuple[str, int], ...] = ()  # wake when its queue's usage drops to this
+    pools: tuple[int, ...] = ()
+    wake_at: float | None = None  # a running job too young to preempt grows old enough then
+
+    def flavors(self) -> set[str]:
+        return {f for f, _ in self.thresholds} | {f for f, _ in self.eligible_at}
 
 
 def shape_of(job: Job) -> Shape:
@@ -73,6 +104,13 @@ class ClassIndex:
         # per (fastest, next) model pair the sum and count of jobs' log speed-up (integers: exact)
         self.demand: dict[str, int] = {}
         self.pairs: dict[tuple[str, str], tuple[int, int]] = {}
+        # parking: classes not parked are active; parked ones are registered under what wakes them
+        self.active: dict[JobClass, None] = {}
+        self._by_flavor: dict[tuple[int, str], set[JobClass]] = {}  # (tree root, flavor)
+        self._by_scope: dict[tuple[Any, ...], set[JobClass]] = {}
+        self._by_reclaim: dict[int, set[JobClass]] = {}
+        self._by_pool: dict[int, set[JobClass]] = {}
+        self._timed: list[tuple[float, int, JobClass]] = []  # sorted (wake_at, seq, class)
 
     def add(self, job: Job, make: Any) -> JobClass:
         """Add ``job``; ``make(job, key, seq, band)`` builds its class if it is new."""
@@ -82,6 +120,7 @@ class ClassIndex:
             cls = make(job, key, self._seq, band)
             self._seq += 1
             self.classes[key] = cls
+            self.active[cls] = None
         insort(cls.jobs, (self.policy.key(job), job.id))
         wt = job.walltime_s
         cls.walltimes[job.id] = math.inf if wt is None else max(0.0, wt - job.work_done_s)
@@ -107,3 +146,90 @@ class ClassIndex:
         self._count(cls, -1)
         if not cls.jobs:
             del self.classes[cls.key]
+            self.wake(cls)
+            del self.active[cls]
+
+    # ---- parking -------------------------------------------------------------------------
+    def park(self, cls: JobClass, park: Park) -> None:
+        if cls.park is not None or self.classes.get(cls.key) is not cls:
+            return
+        cls.park = park
+        self.active.pop(cls, None)
+        for flavor in park.flavors():
+            self._by_flavor.setdefault((park.root, flavor), set()).add(cls)
+        if park.rank_scope is not None:
+            self._by_scope.setdefault(park.rank_scope, set()).add(cls)
+        if park.reclaim_root is not None:
+            self._by_reclaim.setdefault(park.reclaim_root, set()).add(cls)
+        for pool in park.pools:
+            self._by_pool.setdefault(pool, set()).add(cls)
+        if park.wake_at is not None:
+            insort(self._timed, (park.wake_at, cls.seq, cls))
+
+    def due(self, now: float) -> list[JobClass]:
+        """Parked classes whose ``wake_at`` has come (read-only)."""
+        out = []
+        for at, _, cls in self._timed:
+            if at > now:
+                break
+            out.append(cls)
+        return out
+
+    def wake(self, cls: JobClass) -> None:
+        park = cls.park
+        if park is None:
+            return
+        cls.park = None
+        self.active[cls] = None
+        for flavor in park.flavors():
+            self._by_flavor[(park.root, flavor)].discard(cls)
+        if park.rank_scope is not None:
+            self._by_scope[park.rank_scope].discard(cls)
+        if park.reclaim_root is not None:
+            self._by_reclaim[park.reclaim_root].discard(cls)
+        for pool in park.pools:
+            self._by_pool[pool].discard(cls)
+        if park.wake_at is not None:
+            del self._timed[bisect_left(self._timed, (park.wake_at, cls.seq))]
+
+    def quota_freed(self, root: int, flavor: str, available: Any, usage: Any, borrowed: bool) -> None:
+        """Quota of ``flavor`` was freed in tree ``root``; ``available(queue)`` tells how much a
+        queue may take now, ``usage(queue)`` how much it holds; ``borrowed``: whether some
+        queue of the tree still borrows it (else reclaim has no one to take it back from)."""
+        members = self._by_flavor.get((root, flavor))
+        if not members:
+            return
+        woken = []
+        for cls in members:
+            park = cls.park
+            assert park is not None
+            t = dict(park.thresholds).get(flavor)
+            e = dict(park.eligible_at).get(flavor)
+            if (t is not None and available(cls.queue) >= t) or (borrowed and e is not None and usage(cls.queue) <= e):
+                woken.append(cls)
+        for cls in sorted(woken, key=lambda c: c.seq):
+            self.wake(cls)
+
+    def room_freed(self, pool: int) -> None:
+        for cls in sorted(self._by_pool.get(pool, ()), key=lambda c: c.seq):
+            self.wake(cls)
+
+    def victim_started(self, scopes: list[tuple[Any, ...]], rank: tuple[Any, ...]) -> None:
+        """A preemptible job of ``rank`` started: classes of higher rank in its scope may preempt it."""
+        for scope in scopes:
+            woken = [c for c in self._by_scope.get(scope, ()) if c.park and c.park.rank is not None
+                     and c.park.rank > rank]
+            for cls in sorted(woken, key=lambda c: c.seq):
+                self.wake(cls)
+
+    def borrower_started(self, root: int, flavor: str, usage: Any) -> None:
+        """A job of a queue that borrows ``flavor`` started in tree ``root``: classes whose queue is
+        under nominal (``usage(queue)`` low enough) may reclaim from it."""
+        woken = []
+        for cls in self._by_reclaim.get(root, ()):
+            assert cls.park is not None
+            at = dict(cls.park.eligible_at).get(flavor)
+            if at is not None and usage(cls.queue) <= at:
+                woken.append(cls)
+        for cls in sorted(woken, key=lambda c: c.seq):
+            self.wake(cls)

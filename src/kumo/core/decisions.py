@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kumo.core.explain import Reason
 from kumo.core.model import Placement
@@ -97,7 +98,8 @@ class Waiting(Mapping[str, Reason]):
 class CycleStats:
     """Counters of one cycle, for metrics and benchmarks."""
 
-    classes_evaluated: int = 0
+    classes_evaluated: int = 0  # evaluations of a class's next job (one class may be tried several times)
+    classes_parked: int = 0  # classes skipped because they are parked (blocked by quota, nothing changed)
     placements_tried: int = 0
     preemption_searches: int = 0
     reservations_computed: int = 0
@@ -116,6 +118,7 @@ class Decisions:
     reservations: list[Reservation] = field(default_factory=list)
     waiting: Mapping[str, Reason] = field(default_factory=dict)
     stats: CycleStats = field(default_factory=CycleStats)
+    parks: list[tuple[Any, Any, Any]] = field(default_factory=list, repr=False)  # (index, class, Park), internal
 
     def why(self, job_id: str) -> Reason | None:
         """The reason ``job_id`` waits, or ``None`` if it does not wait."""

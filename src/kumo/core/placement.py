@@ -191,7 +191,7 @@ def _choose_nodes(
         return _too_spread(ctx, "one node", pool.largest_free_node())
     if pool.multi_node_nvlink:
         best = _best_group(ctx, "nvlink")
-        if best and (found := _pick(ctx, pool.levels["nvlink"].members[best[2]])):
+        if best and (found := _pick(ctx, pool.levels["nvlink"].members[best[2]])) and _respects(ctx, found):
             return found
     if topo is Topology.NVLINK:
         return _too_spread(ctx, "one NVLink domain", _largest_group(ctx, "nvlink") * g)
@@ -211,6 +211,16 @@ def _choose_nodes(
         f"needs {w} workers x {g} {pool.model} GPUs in {pool.region}; the free GPUs are on nodes "
         "without enough CPU or memory"
     )
+
+
+def _respects(ctx: _Ctx, chosen: list[tuple[int, int]]) -> bool:
+    """Whether nodes chosen at a finer level also keep a required block or zone."""
+    topo = ctx.shape.topology
+    if topo not in (Topology.BLOCK, Topology.ZONE):
+        return True
+    level = ctx.pool.levels["block" if topo is Topology.BLOCK else "zone"]
+    t = ctx.cluster.table
+    return len({level.group_of[t.pool_local[n]] for n, _ in chosen}) == 1
 
 
 def _block_tiebreak(ctx: _Ctx) -> dict[int, int]:
@@ -248,18 +258,19 @@ def _node_fits(cluster: Cluster, n: int, shape: Shape) -> bool:
     return not (shape.mem and t.mem_cap[n] and t.mem_free[n] < shape.mem)
 
 
-def _one_slice(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int]) -> Slot | None:
+def _one_slice(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int],
+               within: set[int] | None) -> Slot | None:
     m = shape.milli
     i = bisect_left(pool.partial, (m, -1, -1))
     for _free, local, gpu in pool.partial[i:]:
-        if local in exclude:
+        if local in exclude or (within is not None and local not in within):
             continue
         n = pool.nodes[local]
         if _node_fits(cluster, n, shape):
             return (n, (gpu,), m)
     for k in range(1, pool.gmax + 1):
         for local in pool.buckets[k]:
-            if local in exclude:
+            if local in exclude or (within is not None and local not in within):
                 continue
             n = pool.nodes[local]
             if _node_fits(cluster, n, shape):
@@ -268,10 +279,37 @@ def _one_slice(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozens
     return None
 
 
+_LEVEL = {Topology.NVLINK: "nvlink", Topology.BLOCK: "block", Topology.ZONE: "zone"}
+
+
 def _place_slices(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int]) -> list[Slot] | Reason:
+    if shape.workers == 1 or shape.topology is None:
+        groups: list[set[int] | None] = [None]
+    elif shape.topology is Topology.NODE:
+        groups = [{local} for local in range(len(pool.nodes))]
+    else:
+        groups = [set(m) for m in pool.levels[_LEVEL[shape.topology]].members]
+    slots: list[Slot] = []
+    for within in groups:
+        slots = _slices_within(cluster, pool, shape, exclude, within)
+        if len(slots) == shape.workers:
+            return slots
+    largest = max((v for v, _, _ in pool.partial), default=0)
+    if pool.largest_free_node():
+        largest = GPU_MILLI
+    where = f" within one {shape.topology.value}" if shape.topology is not None and shape.workers > 1 else ""
+    return explain.placement(
+        f"needs {shape.workers} slice{'s' if shape.workers > 1 else ''} of "
+        f"{format_amount('gpu.x', shape.milli)} {pool.model} GPU{where} in {pool.region}; "
+        f"the roomiest GPU has {format_amount('gpu.x', largest)} free"
+    )
+
+
+def _slices_within(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: frozenset[int],
+                   within: set[int] | None) -> list[Slot]:
     slots: list[Slot] = []
     for _ in range(shape.workers):
-        slot = _one_slice(cluster, pool, shape, exclude)
+        slot = _one_slice(cluster, pool, shape, exclude, within)
         if slot is None:
             break
         slots.append(slot)
@@ -280,13 +318,4 @@ def _place_slices(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: froz
     if shape.workers > 1:
         for n, gpus, milli in slots:
             cluster.give(n, gpus, milli, shape.cpu, shape.mem)
-    if len(slots) == shape.workers:
-        return slots
-    largest = max((v for v, _, _ in pool.partial), default=0)
-    if pool.largest_free_node():
-        largest = GPU_MILLI
-    return explain.placement(
-        f"needs {shape.workers} slice{'s' if shape.workers > 1 else ''} of "
-        f"{format_amount('gpu.x', shape.milli)} {pool.model} GPU in {pool.region}; "
-        f"the roomiest GPU has {format_amount('gpu.x', largest)} free"
-    )
+    return slots

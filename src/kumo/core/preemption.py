@@ -60,7 +60,7 @@ def candidates(cycle: Cycle, cls: JobClass, rank: tuple[Any, ...], opt: Option) 
         borrowing = quota.borrowing(vq, flavor)
         for vid in sorted(cycle.snap.running_by_queue.get(vq, ())):
             rec = cycle.running.get(vid)
-            if rec is None or not rec.job.preemptible or vid in cycle.victims or vid in cycle.started_now:
+            if rec is None or not cycle.may_preempt(rec):
                 continue
             if rec.request.get(flavor) is None or (not quota_blocked and rec.pool not in opt.pools):
                 continue
@@ -75,9 +75,12 @@ def candidates(cycle: Cycle, cls: JobClass, rank: tuple[Any, ...], opt: Option) 
 
 
 def find(
-    cycle: Cycle, cls: JobClass, job_id: str, options: tuple[Option, ...]
+    cycle: Cycle, cls: JobClass, job_id: str, options: tuple[Option, ...], deficits: dict[str, int]
 ) -> tuple[Option, int, list[Slot], list[str]] | None:
-    """Victims that let the job start, with its option, pool and slots; ``None`` if none do."""
+    """Victims that let the job start, with its option, pool and slots; ``None`` if none do.
+
+    For each option searched in vain, ``deficits[model]`` is how much quota the job would still
+    lack with every candidate stopped (0 or less: quota was not what failed)."""
     job = cycle.snap.pending[job_id]
     rank = cycle.policy.rank(job, job.attained_gpu_s, job.work_done_s)
     for opt in options:
@@ -85,7 +88,7 @@ def find(
         if not cands:
             continue
         for pool in opt.pools:
-            found = _search(cycle, cls, job_id, opt, pool, [(c[-1], c[-2]) for c in cands])
+            found = _search(cycle, cls, job_id, opt, pool, [(c[-1], c[-2]) for c in cands], deficits)
             if found is not None:
                 return opt, pool, found[0], found[1]
     return None
@@ -100,7 +103,7 @@ def _fits(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int) -> l
 
 
 def _search(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int,
-            cands: list[tuple[str, bool]]) -> tuple[list[Slot], list[str]] | None:
+            cands: list[tuple[str, bool]], deficits: dict[str, int]) -> tuple[list[Slot], list[str]] | None:
     cycle.decisions.stats.preemption_searches += 1
     released: list[str] = []
     slots = None
@@ -115,6 +118,8 @@ def _search(cycle: Cycle, cls: JobClass, job_id: str, opt: Option, pool: int,
         if (slots := _fits(cycle, cls, job_id, opt, pool)) is not None:
             break
     if slots is None:
+        short = opt.request[opt.flavor] - cycle.quota.available(cls.queue, opt.flavor)
+        deficits[opt.model] = min(deficits.get(opt.model, short), short)
         for vid in reversed(released):
             cycle.retake(cycle.running[vid])
         return None

@@ -53,7 +53,9 @@ class Profile:
       (``fifo``, ``priority``, ``fair-share``, ``las``, ``srtf``);
     - ``preemption``: a waiting job may stop running jobs of lower rank in its ``preemption_scope``
       (``queue``, ``cohort`` or ``cluster``); ``reclaim``: a queue under its nominal quota may stop
-      jobs of cohort queues that borrow; non-preemptible jobs are never stopped;
+      jobs of cohort queues that borrow; non-preemptible jobs are never stopped, nor jobs that
+      started less than ``preemption_min_runtime_s`` ago (they would lose all their work, and
+      stopping them invites thrashing: start, stop, start again);
     - ``backfill``: EASY backfill, one reservation per pool for the first job that cannot start;
     - ``heterogeneity``: prefer the GPU model a job runs fastest on unless that model is contended
       and the job gains less from it than the waiting jobs do on average.
@@ -63,6 +65,7 @@ class Profile:
     preemption: bool = True
     preemption_scope: str = "queue"
     reclaim: bool = True
+    preemption_min_runtime_s: float = 600.0
     backfill: bool = True
     heterogeneity: bool = True
     fair_share: FairShareParams = field(default_factory=FairShareParams)
@@ -79,6 +82,9 @@ class Profile:
             raise ConfigError(
                 f"profile: preemption_scope {self.preemption_scope!r} is not one of {', '.join(PREEMPTION_SCOPES)}"
             )
+        m = self.preemption_min_runtime_s
+        if isinstance(m, bool) or not isinstance(m, int | float) or not m >= 0 or m == float("inf"):
+            raise ConfigError(f"profile: preemption_min_runtime_s must be a number >= 0, got {m!r}")
         for name in ("preemption", "reclaim", "backfill", "heterogeneity"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"profile: {name} must be true or false")

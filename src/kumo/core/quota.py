@@ -23,10 +23,10 @@ GPU flavors (a queue must be given GPU quota, directly or through its cohort, to
 
 from __future__ import annotations
 
-from kumo.core.errors import QuotaCycleError, UnknownReferenceError
-from kumo.core.model import Cohort, Queue, quota_units
 from typing import Any
 
+from kumo.core.errors import QuotaCycleError, UnknownReferenceError
+from kumo.core.model import Cohort, Queue, quota_units
 from kumo.core.resources import is_gpu_flavor
 
 INF = 1 << 62

@@ -22,13 +22,14 @@ from bisect import insort
 from typing import Any
 
 from kumo.core import backfill, explain, preemption
-from kumo.core.classes import JobClass, Option
+from kumo.core.classes import JobClass, Option, Park
 from kumo.core.decisions import Decisions, Reject, Requeue, Reservation, Start, Waiting
 from kumo.core.explain import Reason
 from kumo.core.fairshare import FairShareArbiter
 from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
 from kumo.core.placement import NO_EXCLUDE, Shape, Slot, place
 from kumo.core.profile import DEFAULT_PROFILE, Profile
+from kumo.core.quota import INF
 from kumo.core.resources import GPU_MILLI
 from kumo.core.snapshot import Running, Snapshot, Take
 
@@ -44,10 +45,12 @@ def schedule(snapshot: Snapshot, now: float, profile: Profile = DEFAULT_PROFILE)
 class _Run:
     """A class's progress within one cycle."""
 
-    __slots__ = ("backfill_reason", "cls", "pos", "reason", "threshold")
+    __slots__ = ("backfill_reason", "cls", "deficits", "park", "pos", "reason", "threshold")
 
     def __init__(self, cls: JobClass):
         self.cls = cls
+        self.park: Park | None = None
+        self.deficits: dict[str, int] = {}  # per GPU model: quota still lacking after a vain preemption search
         self.pos = 0
         self.reason: Reason | None = None
         self.backfill_reason: Reason | None = None
@@ -70,14 +73,19 @@ class Cycle:
         self.victims: set[str] = set()
         self.holds: dict[int, backfill.Hold] = {}
         self.memo: dict[tuple[Any, ...], Reason] = {}
-        self.preempt_memo: set[tuple[Any, ...]] = set()
+        self.preempt_memo: dict[tuple[Any, ...], dict[str, int]] = {}
         self.ranks: dict[str, tuple[Any, ...]] = {}
         self._vsum: dict[int, dict[tuple[str, int], dict[tuple[Any, ...], int]]] = {}
         self._gains: dict[tuple[Any, ...], dict[int, int]] = {}
+        self._young: dict[int, float | None] = {}
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
         self._hetero = self._heterogeneity_stats() if profile.heterogeneity else None
+        # classes refused by quota are parked between cycles (exact: they can neither start nor
+        # reserve until quota, victims or room change; see classes.Park). Not under policies
+        # whose ranks change with time (LAS, SRTF), where any running job may become a victim.
+        self.parking = not self.policy.time_dependent_rank
 
     # ------------------------------------------------------------------ 0. requeue, reject
     def requeue_lost(self) -> None:
@@ -96,7 +104,12 @@ class Cycle:
     # ------------------------------------------------------------------ 1. order
     def run(self) -> None:
         heaps: dict[int, list[tuple[Any, ...]]] = {}
-        for cls in self.index.classes.values():
+        if self.decisions.requeues:  # lost jobs freed quota inside this cycle: parked classes may fit
+            classes = list(self.index.classes.values())
+        else:
+            classes = [*self.index.active, *self.index.due(self.now)]
+        self.decisions.stats.classes_parked = len(self.index.classes) - len(classes)
+        for cls in classes:
             run = self.runs[cls.seq] = _Run(cls)
             heaps.setdefault(cls.leaf, []).append((cls.jobs[0][0], cls.seq, run))
         for h in heaps.values():
@@ -153,6 +166,8 @@ class Cycle:
             return False
         if cls.never is not None:
             run.reason = explain.quota(cls.never)
+            if self.parking:
+                run.park = Park(run.reason, self.quota.root[cls.queue])  # nothing can change that
             return False
         options = self.options(cls)
         reasons: list[Reason] = []
@@ -190,7 +205,85 @@ class Cycle:
         run.reason = reason
         if self.profile.backfill and placeable:  # 5. reserve for the first blocked job
             self.try_reserve(cls, job_id, placeable)
+        if not placeable and self.parking and options:
+            run.park = self._park(run, job_id, options, reason)
         return False
+
+    def _park(self, run: _Run, job_id: str, options: tuple[Option, ...], reason: Reason) -> Park:
+        """What would have to change for a class refused by quota to have a chance (upper bounds)."""
+        cls = run.cls
+        quota, q, prof = self.quota, cls.queue, self.profile
+        job = self.snap.pending[job_id]
+        rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
+        in_cohort = quota.parent[q] >= 0
+        thresholds: dict[str, int] = {}
+        eligible: dict[str, int] = {}
+        pools: list[int] = []
+        for opt in options:
+            flavor = quota.fits(q, opt.request)
+            if flavor is None:
+                continue
+            need = opt.request[flavor]
+            available = quota.available(q, flavor)
+            if flavor != opt.flavor:  # CPU or memory quota: any release of it may help
+                threshold: int | None = -INF
+            elif opt.model in run.deficits:  # a preemption search failed: by this much quota, if any
+                deficit = run.deficits[opt.model]
+                threshold = available + deficit if deficit > 0 else None
+            else:
+                gain = self._quota_gain_bound(cls, rank, opt)
+                threshold = need - gain if available + gain < need else None  # else room failed
+            if threshold is not None:
+                thresholds[flavor] = min(thresholds.get(flavor, threshold), threshold)
+            if threshold is None or flavor != opt.flavor:
+                pools.extend(opt.pools)
+            if prof.reclaim and in_cohort:
+                at = quota.nominal[q].get(opt.flavor, 0) - opt.request[opt.flavor]
+                if at >= 0:
+                    eligible[opt.flavor] = max(eligible.get(opt.flavor, at), at)
+        scope = None
+        if prof.preemption:
+            kind = prof.preemption_scope
+            scope = ("q", q) if kind == "queue" else ("t", quota.root[q]) if kind == "cohort" else ("all",)
+        wake_at = self._young_until(quota.root[q]) if (prof.preemption or prof.reclaim) else None
+        return Park(reason, quota.root[q], tuple(sorted(thresholds.items())), rank if scope else None, scope,
+                    quota.root[q] if eligible else None, tuple(sorted(eligible.items())),
+                    tuple(sorted(set(pools))), wake_at)
+
+    def _young_until(self, root: int) -> float | None:
+        """When the next running preemptible job of a cohort tree (of the cluster, for scope
+        ``cluster``) becomes old enough to be preempted; ``None`` if none is too young."""
+        key = -1 if self.profile.preemption_scope == "cluster" else root
+        if key in self._young:
+            return self._young[key]
+        grace = self.profile.preemption_min_runtime_s
+        found: float | None = None
+        for q, ids in self.snap.running_by_queue.items():
+            if key >= 0 and self.quota.root[q] != key:
+                continue
+            for jid in ids:
+                rec = self.running.get(jid)
+                if rec is not None and rec.job.preemptible and jid not in self.started_now:
+                    at = rec.alloc.start_time + grace
+                    if at > self.now and (found is None or at < found):
+                        found = at
+        self._young[key] = found
+        return found
+
+    def _quota_gain_bound(self, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> int:
+        """Most of ``opt``'s GPU flavor that preemption could free for the class's queue now."""
+        quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
+        total = 0
+        if prof.preemption:
+            scope = prof.preemption_scope
+            key = ("rank", q if scope == "queue" else quota.root[q] if scope == "cohort" else -1, flavor, rank)
+            total += sum(self._gain(key, preemption._scope(self, q), flavor, rank).values())
+        if prof.reclaim and quota.parent[q] >= 0:
+            root = quota.root[q]
+            for x in self.snap.running_by_queue:
+                if x != q and quota.root[x] == root and quota.borrowing(x, flavor):
+                    total += sum(self._gain(("any", x, flavor), [x], flavor, None).values())
+        return total
 
     def options(self, cls: JobClass) -> tuple[Option, ...]:
         """The class's options, the first two swapped when its fastest model is contended and it
@@ -290,6 +383,12 @@ class Cycle:
             self.cluster.take(n, gpus, milli, cpu, mem)
         self.quota.add(rec.queue, rec.request)
 
+    def may_preempt(self, rec: Running) -> bool:
+        """Preemptible, not already a victim, and old enough."""
+        jid = rec.job.id
+        return (rec.job.preemptible and jid not in self.victims and jid not in self.started_now
+                and self.now - rec.alloc.start_time >= self.profile.preemption_min_runtime_s)
+
     def rank_running(self, rec: Running) -> tuple[Any, ...]:
         r = self.ranks.get(rec.job.id)
         if r is None:
@@ -306,11 +405,13 @@ class Cycle:
         rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
         key = (cls.queue, rank, cls.shape, tuple(o.model for o in options), tuple(o.pools for o in options))
         if key in self.preempt_memo:
+            run.deficits = self.preempt_memo[key]
             return False
         options = tuple(o for o in options if self._victims_could_make_room(cls, rank, o))
-        found = preemption.find(self, cls, job_id, options) if options else None
+        deficits: dict[str, int] = {}
+        found = preemption.find(self, cls, job_id, options, deficits) if options else None
         if found is None:
-            self.preempt_memo.add(key)
+            self.preempt_memo[key] = run.deficits = deficits
             return False
         opt, pool, slots, victims = found
         for vid in victims:
@@ -329,7 +430,7 @@ class Cycle:
             sums = self._vsum[queue] = {}
             for jid in self.snap.running_by_queue.get(queue, ()):
                 rec = self.running.get(jid)
-                if rec is None or not rec.job.preemptible or jid in self.started_now:
+                if rec is None or not self.may_preempt(rec):
                     continue
                 flavor = "gpu." + rec.alloc.placement.model
                 by_rank = sums.setdefault((flavor, rec.pool), {})
@@ -337,7 +438,9 @@ class Cycle:
                 by_rank[r] = by_rank.get(r, 0) + rec.request[flavor]
         return sums
 
-    def _gain(self, key: tuple[Any, ...], queues: list[int], flavor: str, rank: tuple[Any, ...] | None) -> dict[int, int]:
+    def _gain(
+        self, key: tuple[Any, ...], queues: list[int], flavor: str, rank: tuple[Any, ...] | None
+    ) -> dict[int, int]:
         """Milli-GPUs per pool that stopping the queues' preemptible jobs below ``rank`` (any rank
         if ``None``) could free; cached for the cycle, cleared when a victim is taken."""
         gain = self._gains.get(key)
@@ -433,6 +536,19 @@ class Cycle:
         ))
 
     # ------------------------------------------------------------------ 6. explain
+    def _parked_reason(self, cls: JobClass, recorded: Reason) -> Reason:
+        """A parked class's quota reason, with the snapshot's current numbers."""
+        quota = self.snap.quota
+        reasons = []
+        for opt in cls.options:
+            flavor = quota.fits(cls.queue, opt.request)
+            if flavor is None:
+                return recorded
+            need = opt.request[flavor]
+            reasons.append(explain.quota_blocked(flavor, need, quota.holder(cls.queue),
+                                                 quota.describe_parts(cls.queue, flavor, need)))
+        return explain.combine(reasons) if reasons else recorded
+
     def finish(self) -> Decisions:
         of_job = dict(self.index.of_job)
         runs = self.runs
@@ -446,6 +562,8 @@ class Cycle:
                 return None
             run = runs.get(cls.seq)
             if run is None:
+                if cls.park is not None:
+                    return self._parked_reason(cls, cls.park.reason)
                 return Reason(explain.ORDER, "not considered in this cycle")
             if run.backfill_reason is not None and (run.reason is None or cls.walltimes.get(job_id, 0) > run.threshold):
                 return run.backfill_reason
@@ -455,4 +573,6 @@ class Cycle:
             return (j for j in of_job if j not in done)
 
         self.decisions.waiting = Waiting(ids, why, len(of_job) - len(done))
+        self.decisions.parks = [(self.index, run.cls, run.park) for run in runs.values()
+                                if run.park is not None and run.reason is not None and run.backfill_reason is None]
         return self.decisions

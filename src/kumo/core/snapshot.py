@@ -271,7 +271,7 @@ class Snapshot:
     def class_index(self, profile: Profile) -> ClassIndex:
         """Waiting jobs grouped into classes for ``profile``'s order policy (built once, then
         kept current by the deltas)."""
-        key = (profile.order, profile.las)
+        key = (profile,)
         entry = self._indexes.get(key)
         if entry is None:
             policy = order_policy(profile)
@@ -316,6 +316,7 @@ class Snapshot:
         request = job.request(pl.model)
         rec = Running(alloc, q, p, request, takes, self.cluster.pool_by_key[key])
         self.quota.add(q, request)
+        self._started(rec)
         self.fs.add(p, request)
         self.running[job.id] = rec
         self.running_by_queue.setdefault(q, set()).add(job.id)
@@ -329,11 +330,44 @@ class Snapshot:
             self.cluster.give(n, gpus, milli, cpu, mem)
         self.quota.add(rec.queue, rec.request, -1)
         self.fs.add(rec.project, rec.request, -1)
+        self._released(rec.queue, rec.request, rec.pool)
         self.running_by_queue[rec.queue].discard(job_id)
         if rec.end is not None:
             e = self.ends[rec.pool]
             del e[bisect_left(e, (rec.end, job_id))]
         return rec
+
+    # ------------------------------------------------------------------ waking parked classes
+    def _released(self, queue: int, request: dict[str, int], pool: int | None) -> None:
+        quota = self.quota
+        root = quota.root[queue]
+        for index, _ in self._indexes.values():
+            for flavor in request:
+                borrowed = any(quota.borrowing(x, flavor) for x in self._tree(root))
+                index.quota_freed(root, flavor, lambda q, f=flavor: quota.available(q, f),
+                                  lambda q, f=flavor: quota.usage[q].get(f, 0), borrowed)
+            if pool is not None:
+                index.room_freed(pool)
+
+    def _tree(self, root: int) -> list[int]:
+        """The queues of a cohort tree."""
+        quota = self.quota
+        return [x for x in range(len(quota.names)) if not quota.is_cohort[x] and quota.root[x] == root]
+
+    def _started(self, rec: Running) -> None:
+        if not self._indexes:
+            return
+        if not rec.job.preemptible:
+            return  # never a victim: wakes no one
+        quota, q = self.quota, rec.queue
+        root = quota.root[q]
+        flavor = "gpu." + rec.alloc.placement.model
+        borrowing = quota.borrowing(q, flavor)
+        for index, _ in self._indexes.values():
+            rank = index.policy.rank(rec.job, rec.job.attained_gpu_s, rec.job.work_done_s)
+            index.victim_started([("q", q), ("t", root), ("all",)], rank)
+            if borrowing:
+                index.borrower_started(root, flavor, lambda x: quota.usage[x].get(flavor, 0))
 
     # ------------------------------------------------------------------ deltas
     def submit(self, job: Job) -> None:
@@ -366,6 +400,9 @@ class Snapshot:
             raise UnknownReferenceError("node", f"node {name!r} does not exist")
         self.cluster.set_state(n, state)
         self.nodes[name] = dataclasses.replace(self.nodes[name], state=state)
+        if state is NodeState.UP:
+            for index, _ in self._indexes.values():
+                index.room_freed(self.cluster.table.pool_of[n])
         self.version += 1
 
     def set_usage(self, usage: Iterable[UsageSample]) -> None:
@@ -392,6 +429,11 @@ class Snapshot:
                 f"at {self.version}; schedule again"
             )
         now = decisions.now
+        for index, _ in self._indexes.values():
+            for cls in index.due(now):
+                index.wake(cls)
+        for index, cls, park in decisions.parks:
+            index.park(cls, park)
         for r in decisions.requeues:
             self._requeue(r.job_id, now)
         for p in decisions.preemptions:
