@@ -31,8 +31,8 @@ class Option:
 
 
 class JobClass:
-    __slots__ = ("band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rep", "seq",
-                 "shape", "walltimes")
+    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rep",
+                 "seq", "shape", "walltimes")
 
     def __init__(self, key: tuple[Any, ...], seq: int, rep: Job, queue: int, leaf: int, band: Any,
                  shape: Shape, options: tuple[Option, ...], never: str | None):
@@ -48,6 +48,7 @@ class JobClass:
         self.jobs: list[tuple[tuple[Any, ...], str]] = []  # sorted (order key, job id)
         self.walltimes: dict[str, float] = {}
         self.park: Park | None = None  # set while the class is parked (see ClassIndex.park)
+        self.awake = False  # parked, but woken by freed quota alone: re-checked cheaply (see Cycle)
         self.log_ratio = 0
         if len(options) >= 2 and options[0].speed != options[1].speed:
             self.log_ratio = round(math.log(options[0].speed / options[1].speed) * 1_000_000)
@@ -149,11 +150,31 @@ class ClassIndex:
             self.wake(cls)
             del self.active[cls]
 
+    def still_short(self, cls: JobClass, quota: Any) -> bool:
+        """For a class woken by freed quota alone: is every option still short of the quota its
+        parking recorded as needed? Then nothing else changed for it and it stays blocked."""
+        park = cls.park
+        assert park is not None
+        thresholds = dict(park.thresholds)
+        for opt in cls.options:
+            flavor = quota.fits(cls.queue, opt.request)
+            if flavor is None:
+                return False
+            t = thresholds.get(flavor)
+            if t is None or quota.available(cls.queue, flavor) >= t:
+                return False
+        return True
+
     # ---- parking -------------------------------------------------------------------------
     def park(self, cls: JobClass, park: Park) -> None:
-        if cls.park is not None or self.classes.get(cls.key) is not cls:
+        if self.classes.get(cls.key) is not cls:
             return
+        if cls.park is not None:
+            if not cls.awake:
+                return
+            self._unregister(cls, cls.park)
         cls.park = park
+        cls.awake = False
         self.active.pop(cls, None)
         for flavor in park.flavors():
             self._by_flavor.setdefault((park.root, flavor), set()).add(cls)
@@ -175,12 +196,21 @@ class ClassIndex:
             out.append(cls)
         return out
 
-    def wake(self, cls: JobClass) -> None:
+    def wake(self, cls: JobClass, by_quota: bool = False) -> None:
+        """Make a parked class active. Woken ``by_quota`` alone, it stays registered (so that any
+        other event still reaches it) and keeps its record for a cheap re-check."""
         park = cls.park
         if park is None:
             return
-        cls.park = None
         self.active[cls] = None
+        if by_quota:
+            cls.awake = True
+            return
+        cls.park = None
+        cls.awake = False
+        self._unregister(cls, park)
+
+    def _unregister(self, cls: JobClass, park: Park) -> None:
         for flavor in park.flavors():
             self._by_flavor[(park.root, flavor)].discard(cls)
         if park.rank_scope is not None:
@@ -208,7 +238,7 @@ class ClassIndex:
             if (t is not None and available(cls.queue) >= t) or (borrowed and e is not None and usage(cls.queue) <= e):
                 woken.append(cls)
         for cls in sorted(woken, key=lambda c: c.seq):
-            self.wake(cls)
+            self.wake(cls, by_quota=True)
 
     def room_freed(self, pool: int) -> None:
         for cls in sorted(self._by_pool.get(pool, ()), key=lambda c: c.seq):

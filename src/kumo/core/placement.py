@@ -315,6 +315,7 @@ def _slices_within(cluster: Cluster, pool: PoolIndex, shape: Shape, exclude: fro
         slots.append(slot)
         if shape.workers > 1:
             cluster.take(slot[0], slot[1], slot[2], shape.cpu, shape.mem)
+            pool = cluster.pools[pool.id]  # a write may have replaced the index (copy on write)
     if shape.workers > 1:
         for n, gpus, milli in slots:
             cluster.give(n, gpus, milli, shape.cpu, shape.mem)

@@ -126,7 +126,7 @@ class PoolIndex:
 class NodeTable:
     """Static node attributes and mutable free resources, indexed by a dense node id."""
 
-    __slots__ = ("block", "cpu_cap", "cpu_free", "domain", "gpu_free", "gpus", "index", "mem_cap",
+    __slots__ = ("_owned", "block", "cpu_cap", "cpu_free", "domain", "gpu_free", "gpus", "index", "mem_cap",
                  "mem_free", "model", "names", "pool_local", "pool_of", "region", "state", "zone")
 
     def __init__(self, nodes: list[Node]):
@@ -147,6 +147,7 @@ class NodeTable:
         self.mem_free = self.mem_cap[:]
         self.pool_of = [0] * len(ordered)
         self.pool_local = [0] * len(ordered)
+        self._owned: set[int] | None = None  # None: every row is this table's own
 
     def label(self, level: str, n: int) -> str:
         if level == "nvlink":
@@ -161,16 +162,25 @@ class NodeTable:
                      "cpu_cap", "mem_cap", "pool_of", "pool_local"):
             setattr(c, name, getattr(self, name))
         c.state = self.state[:]
-        c.gpu_free = [g[:] for g in self.gpu_free]
+        c.gpu_free = self.gpu_free[:]  # rows are shared until written (copy on write)
+        c._owned = set()
         c.cpu_free = self.cpu_free[:]
         c.mem_free = self.mem_free[:]
         return c
+
+    def gpus_for_write(self, n: int) -> list[int]:
+        """Node ``n``'s per-GPU free milli, owned by this table (copied on first write)."""
+        owned = self._owned
+        if owned is not None and n not in owned:
+            self.gpu_free[n] = self.gpu_free[n][:]
+            owned.add(n)
+        return self.gpu_free[n]
 
 
 class Cluster:
     """All nodes and their pools; the mutable half of a snapshot's cluster picture."""
 
-    __slots__ = ("pool_by_key", "pools", "table")
+    __slots__ = ("_own_pools", "pool_by_key", "pools", "table")
 
     def __init__(self, nodes: list[Node]):
         self.table = NodeTable(nodes)
@@ -184,6 +194,7 @@ class Cluster:
             t.pool_local[n] = len(members[p])
             members[p].append(n)
         self.pools = [PoolIndex(i, k[0], k[1], members[i], t) for i, k in enumerate(keys)]
+        self._own_pools: list[bool] | None = None  # None: every pool index is this cluster's own
         for n in range(len(t.names)):
             self.refresh(n, None)
 
@@ -191,8 +202,16 @@ class Cluster:
         c = Cluster.__new__(Cluster)
         c.table = self.table.clone()
         c.pool_by_key = self.pool_by_key
-        c.pools = [p.clone() for p in self.pools]
+        c.pools = self.pools[:]  # shared until written (copy on write)
+        c._own_pools = [False] * len(self.pools)
         return c
+
+    def pool_for_write(self, p: int) -> PoolIndex:
+        own = self._own_pools
+        if own is not None and not own[p]:
+            self.pools[p] = self.pools[p].clone()
+            own[p] = True
+        return self.pools[p]
 
     # ---- mutation primitives -----------------------------------------------------------
     def refresh(self, n: int, before: list[int] | None) -> None:
@@ -202,7 +221,7 @@ class Cluster:
         not indexed yet, or was not schedulable).
         """
         t = self.table
-        pool = self.pools[t.pool_of[n]]
+        pool = self.pool_for_write(t.pool_of[n])
         local = t.pool_local[n]
         up = t.state[n] is NodeState.UP
         if before is not None:
@@ -223,7 +242,7 @@ class Cluster:
     def take(self, n: int, gpus: tuple[int, ...], milli: int, cpu: int, mem: int) -> None:
         before = self.indexed_before(n)
         t = self.table
-        free = t.gpu_free[n]
+        free = t.gpus_for_write(n)
         for g in gpus:
             free[g] -= milli
         t.cpu_free[n] -= cpu
@@ -233,7 +252,7 @@ class Cluster:
     def give(self, n: int, gpus: tuple[int, ...], milli: int, cpu: int, mem: int) -> None:
         before = self.indexed_before(n)
         t = self.table
-        free = t.gpu_free[n]
+        free = t.gpus_for_write(n)
         for g in gpus:
             free[g] += milli
         t.cpu_free[n] += cpu

@@ -35,7 +35,7 @@ INF = 1 << 62
 class QuotaTree:
     """Quota nodes (queues and cohorts), their limits, and their current usage."""
 
-    __slots__ = ("_potential", "borrow", "children", "guaranteed", "index", "is_cohort", "lend",
+    __slots__ = ("_available", "_potential", "borrow", "children", "guaranteed", "index", "is_cohort", "lend",
                  "managed", "names", "nominal", "parent", "root", "subtree", "usage")
 
     def __init__(self, queues: list[Queue], cohorts: list[Cohort], flavors: set[str]):
@@ -99,6 +99,7 @@ class QuotaTree:
                 self.guaranteed[i][f] = sq - min(lend, sq) if lend is not None else 0
         self.usage: list[dict[str, int]] = [dict.fromkeys(self.managed[i], 0) for i in range(n)]
         self._potential: dict[tuple[int, str], int] = {}
+        self._available: dict[tuple[int, str], int] = {}  # cleared by every change of usage
 
     def _add(self, cohort: bool, name: str) -> None:
         self.index[(cohort, name)] = len(self.names)
@@ -135,6 +136,7 @@ class QuotaTree:
         for name in self.__slots__:
             setattr(c, name, getattr(self, name))
         c.usage = [u.copy() for u in self.usage]
+        c._available = {}
         return c
 
     # ---- queries -----------------------------------------------------------------------
@@ -145,6 +147,13 @@ class QuotaTree:
         """How much more of ``flavor`` node ``x`` may use now (``INF`` if unmanaged)."""
         if flavor not in self.managed[x]:
             return INF
+        key = (x, flavor)
+        found = self._available.get(key)
+        if found is None:
+            found = self._available[key] = self._compute_available(x, flavor)
+        return found
+
+    def _compute_available(self, x: int, flavor: str) -> int:
         u = self.usage[x][flavor]
         p = self.parent[x]
         if p < 0:
@@ -170,12 +179,12 @@ class QuotaTree:
         key = (x, flavor)
         cached = self._potential.get(key)
         if cached is None:
-            saved = self.usage
-            self.usage = [dict.fromkeys(u, 0) for u in saved]
+            saved, saved_available = self.usage, self._available
+            self.usage, self._available = [dict.fromkeys(u, 0) for u in saved], {}
             try:
                 cached = self._potential[key] = self.available(x, flavor)
             finally:
-                self.usage = saved
+                self.usage, self._available = saved, saved_available
         return cached
 
     def borrowing(self, x: int, flavor: str) -> bool:
@@ -208,6 +217,7 @@ class QuotaTree:
     # ---- updates -----------------------------------------------------------------------
     def add(self, x: int, request: dict[str, int], sign: int = 1) -> None:
         """Add (``sign=1``) or remove (``sign=-1``) usage at queue ``x`` and up its cohorts."""
+        self._available.clear()
         for flavor, amount in request.items():
             if flavor not in self.managed[x]:
                 continue

@@ -30,7 +30,7 @@ from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
 from kumo.core.placement import NO_EXCLUDE, Shape, Slot, place
 from kumo.core.profile import DEFAULT_PROFILE, Profile
 from kumo.core.quota import INF
-from kumo.core.resources import GPU_MILLI
+from kumo.core.resources import GPU_MILLI, format_amount
 from kumo.core.snapshot import Running, Snapshot, Take
 
 
@@ -78,6 +78,7 @@ class Cycle:
         self._vsum: dict[int, dict[tuple[str, int], dict[tuple[Any, ...], int]]] = {}
         self._gains: dict[tuple[Any, ...], dict[int, int]] = {}
         self._young: dict[int, float | None] = {}
+        self._due: set[JobClass] = set()
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
@@ -90,7 +91,7 @@ class Cycle:
     # ------------------------------------------------------------------ 0. requeue, reject
     def requeue_lost(self) -> None:
         t = self.cluster.table
-        if not any(s is NodeState.DOWN for s in t.state):
+        if not self.snap.down_nodes():
             return
         for jid in sorted(self.running):
             rec = self.running[jid]
@@ -107,7 +108,8 @@ class Cycle:
         if self.decisions.requeues:  # lost jobs freed quota inside this cycle: parked classes may fit
             classes = list(self.index.classes.values())
         else:
-            classes = [*self.index.active, *self.index.due(self.now)]
+            self._due = set(self.index.due(self.now))
+            classes = list(dict.fromkeys([*self.index.active, *self._due]))
         self.decisions.stats.classes_parked = len(self.index.classes) - len(classes)
         for cls in classes:
             run = self.runs[cls.seq] = _Run(cls)
@@ -131,15 +133,8 @@ class Cycle:
                 arbiter.exhausted(leaf)
 
     def _arbiter(self, heaps: dict[int, list[tuple[Any, ...]]]) -> FairShareArbiter:
-        capacity: dict[str, int] = {}
-        t = self.cluster.table
-        for n in range(len(t.names)):
-            f = "gpu." + t.model[n]
-            capacity[f] = capacity.get(f, 0) + t.gpus[n] * GPU_MILLI
-            capacity["cpu"] = capacity.get("cpu", 0) + t.cpu_cap[n]
-            capacity["mem"] = capacity.get("mem", 0) + t.mem_cap[n]
         past = self.fs.past_rates(self.now, self.profile.fair_share)
-        return FairShareArbiter(self.fs, past, capacity, {leaf for leaf, h in heaps.items() if h})
+        return FairShareArbiter(self.fs, past, self.snap.capacity, {leaf for leaf, h in heaps.items() if h})
 
     def _next_candidate(self, run: _Run) -> int | None:
         jobs = run.cls.jobs
@@ -163,6 +158,9 @@ class Cycle:
             self.decisions.rejects.append(Reject(job_id, Reason(explain.REJECTED, self.snap._rejected[job_id])))
             self.done.add(job_id)
             run.pos += 1
+            return False
+        if cls.awake and cls.park is not None and cls not in self._due and self.index.still_short(cls, self.quota):
+            run.reason, run.park = cls.park.reason, cls.park  # woken by quota that others took first
             return False
         if cls.never is not None:
             run.reason = explain.quota(cls.never)
@@ -542,15 +540,19 @@ class Cycle:
         reasons = []
         for opt in cls.options:
             flavor = quota.fits(cls.queue, opt.request)
-            if flavor is None:
-                return recorded
+            if flavor is None:  # its quota fits now, yet nothing woke the class: there is no room
+                shape = cls.shape
+                per = shape.gpus or format_amount("gpu.x", shape.milli)
+                pools = ", ".join(self.cluster.pools[p].name for p in opt.pools)
+                reasons.append(explain.placement(f"needs {shape.workers} x {per} GPUs on {pools}; no room now"))
+                continue
             need = opt.request[flavor]
             reasons.append(explain.quota_blocked(flavor, need, quota.holder(cls.queue),
                                                  quota.describe_parts(cls.queue, flavor, need)))
         return explain.combine(reasons) if reasons else recorded
 
     def finish(self) -> Decisions:
-        of_job = dict(self.index.of_job)
+        of_job = self.index.of_job  # live: the view describes the snapshot until it next changes
         runs = self.runs
         done = self.done
 
@@ -573,6 +575,6 @@ class Cycle:
             return (j for j in of_job if j not in done)
 
         self.decisions.waiting = Waiting(ids, why, len(of_job) - len(done))
-        self.decisions.parks = [(self.index, run.cls, run.park) for run in runs.values()
-                                if run.park is not None and run.reason is not None and run.backfill_reason is None]
+        self.decisions.parks = [(self.index, run.cls, run.park if run.reason is not None and run.backfill_reason is None
+                                 else None) for run in runs.values() if run.park is not None or run.cls.awake]
         return self.decisions

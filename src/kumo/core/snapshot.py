@@ -121,6 +121,8 @@ class Snapshot:
         self.cluster = Cluster(node_list)
         if len(self.cluster.table.names) != sum(1 for _ in node_list):
             raise DuplicateError("node", "two nodes share a name")
+        self.capacity = self._capacity()
+        self._any_down = any(n.state is NodeState.DOWN for n in node_list)
         self.models = sorted({n.gpu_model for n in node_list})
         self.regions = sorted({n.region for n in node_list})
         self.flavors = {gpu_flavor(m) for m in self.models} | {CPU, MEM} | set(flavors)
@@ -143,6 +145,20 @@ class Snapshot:
             self._add_pending(job)
         self.set_usage(usage)
         self.version = 0
+
+    def _capacity(self) -> dict[str, int]:
+        """What the inventory holds of each flavor (every node, whatever its state)."""
+        t = self.cluster.table
+        capacity: dict[str, int] = {}
+        for n in range(len(t.names)):
+            f = gpu_flavor(t.model[n])
+            capacity[f] = capacity.get(f, 0) + t.gpus[n] * GPU_MILLI
+            capacity[CPU] = capacity.get(CPU, 0) + t.cpu_cap[n]
+            capacity[MEM] = capacity.get(MEM, 0) + t.mem_cap[n]
+        return capacity
+
+    def down_nodes(self) -> int:
+        return sum(1 for n in self.nodes.values() if n.state is NodeState.DOWN) if self._any_down else 0
 
     def _fairshare(self) -> FairShareState:
         progs = [(p.name, p.weight) for p in sorted(self.programmes, key=lambda p: p.name)]
@@ -400,6 +416,7 @@ class Snapshot:
             raise UnknownReferenceError("node", f"node {name!r} does not exist")
         self.cluster.set_state(n, state)
         self.nodes[name] = dataclasses.replace(self.nodes[name], state=state)
+        self._any_down = any(n.state is NodeState.DOWN for n in self.nodes.values())
         if state is NodeState.UP:
             for index, _ in self._indexes.values():
                 index.room_freed(self.cluster.table.pool_of[n])
@@ -433,7 +450,10 @@ class Snapshot:
             for cls in index.due(now):
                 index.wake(cls)
         for index, cls, park in decisions.parks:
-            index.park(cls, park)
+            if park is None:
+                index.wake(cls)  # woken by quota, evaluated, not blocked by quota any more
+            else:
+                index.park(cls, park)
         for r in decisions.requeues:
             self._requeue(r.job_id, now)
         for p in decisions.preemptions:
