@@ -1,9 +1,9 @@
 """A naive baseline scheduler: strict priority, first fit, no indexes.
 
 Plain lists and loops over every node for every job — what a first implementation would do.
-It enforces the same per-node capacity, gang all-or-nothing, GPU-model/region constraints and
-nominal quota (with idle cohort quota), but does no topology preference, preemption or
-backfill reservation.
+It enforces per-node GPU, CPU and memory capacity, gang all-or-nothing, GPU-model/region
+constraints and nominal quota (plus idle cohort quota, without lending or borrowing limits), but
+does no topology preference, preemption, fair share or backfill reservation.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from kumo.core import Job, Snapshot
 def naive_cycle(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
     nodes = data["nodes"]
     free = {n.name: [1000] * n.gpus for n in nodes}
+    cpu = {n.name: n.cpu_milli for n in nodes}
+    mem = {n.name: n.mem_mib for n in nodes}
     for alloc in data["running"]:
         for w in alloc.placement.workers:
             for g in w.gpus:
                 free[w.node][g] -= w.gpu_milli
+            cpu[w.node] -= alloc.job.cpu_milli
+            mem[w.node] -= alloc.job.mem_mib
     nominal: dict[tuple[str, str], int] = {}
     cohort_of = {}
     for q in data["queues"]:
@@ -46,7 +50,7 @@ def naive_cycle(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
             flavor = "gpu." + model
             if not quota_ok(job, flavor, job.total_gpu_milli):
                 continue
-            chosen = _first_fit(job, model, nodes, free)
+            chosen = _first_fit(job, model, nodes, free, cpu, mem)
             if chosen:
                 used[(job.queue, flavor)] = used.get((job.queue, flavor), 0) + job.total_gpu_milli
                 starts.append((job.id, chosen))
@@ -54,7 +58,8 @@ def naive_cycle(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return starts
 
 
-def _first_fit(job: Job, model: str, nodes: list[Any], free: dict[str, list[int]]) -> list[str] | None:
+def _first_fit(job: Job, model: str, nodes: list[Any], free: dict[str, list[int]], cpu: dict[str, int],
+               mem: dict[str, int]) -> list[str] | None:
     need = job.gpus * 1000 if job.gpus else job.gpu_milli
     per = job.gpus if job.gpus else 1
     picked: list[tuple[str, list[int]]] = []
@@ -63,13 +68,15 @@ def _first_fit(job: Job, model: str, nodes: list[Any], free: dict[str, list[int]
         if n.gpu_model != model or (job.regions and n.region not in job.regions):
             continue
         f = free[n.name]
-        while left:
+        while left and cpu[n.name] >= job.cpu_milli and mem[n.name] >= job.mem_mib:
             gpus = [i for i, v in enumerate(f) if v >= need][:per] if job.gpus == 0 else \
                 [i for i, v in enumerate(f) if v == 1000][:per]
             if len(gpus) < per:
                 break
             for g in gpus:
                 f[g] -= need if job.gpu_milli else 1000
+            cpu[n.name] -= job.cpu_milli
+            mem[n.name] -= job.mem_mib
             picked.append((n.name, gpus))
             left -= 1
         if not left:
@@ -77,6 +84,8 @@ def _first_fit(job: Job, model: str, nodes: list[Any], free: dict[str, list[int]
     for name, gpus in picked:  # not enough room: undo
         for g in gpus:
             free[name][g] += need if job.gpu_milli else 1000
+        cpu[name] += job.cpu_milli
+        mem[name] += job.mem_mib
     return None
 
 

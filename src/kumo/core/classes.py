@@ -31,8 +31,8 @@ class Option:
 
 
 class JobClass:
-    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rep",
-                 "seq", "shape", "walltimes")
+    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rank",
+                 "rep", "seq", "shape", "walltimes")
 
     def __init__(self, key: tuple[Any, ...], seq: int, rep: Job, queue: int, leaf: int, band: Any,
                  shape: Shape, options: tuple[Option, ...], never: str | None):
@@ -49,6 +49,7 @@ class JobClass:
         self.walltimes: dict[str, float] = {}
         self.park: Park | None = None  # set while the class is parked (see ClassIndex.park)
         self.awake = False  # parked, but woken by freed quota alone: re-checked cheaply (see Cycle)
+        self.rank: tuple[Any, ...] = ()  # preemption rank, the same for every job of the class
         self.log_ratio = 0
         if len(options) >= 2 and options[0].speed != options[1].speed:
             self.log_ratio = round(math.log(options[0].speed / options[1].speed) * 1_000_000)
@@ -88,16 +89,13 @@ def shape_of(job: Job) -> Shape:
                  job.topology if isinstance(job.topology, Topology) else None)
 
 
-def class_key(job: Job, queue: int, leaf: int, band: Any) -> tuple[Any, ...]:
-    return (queue, leaf, band, job.workers, job.gpus, job.gpu_milli, job.cpu_milli, job.mem_mib,
-            job.topology, job.gpu_models, job.regions, job.speeds)
-
 
 class ClassIndex:
     """Waiting jobs of a snapshot grouped into classes, for one order policy."""
 
-    def __init__(self, policy: OrderPolicy):
+    def __init__(self, policy: OrderPolicy, grace: float = 0.0):
         self.policy = policy
+        self.grace = grace  # a started job can be preempted this long after it starts
         self.classes: dict[tuple[Any, ...], JobClass] = {}
         self.of_job: dict[str, JobClass] = {}
         self._seq = 0
@@ -112,6 +110,7 @@ class ClassIndex:
         self._by_reclaim: dict[int, set[JobClass]] = {}
         self._by_pool: dict[int, set[JobClass]] = {}
         self._timed: list[tuple[float, int, JobClass]] = []  # sorted (wake_at, seq, class)
+        self._timer: dict[JobClass, float] = {}
 
     def add(self, job: Job, make: Any) -> JobClass:
         """Add ``job``; ``make(job, key, seq, band)`` builds its class if it is new."""
@@ -128,6 +127,42 @@ class ClassIndex:
         self.of_job[job.id] = cls
         self._count(cls, 1)
         return cls
+
+    def build(self, jobs: Any, make: Any) -> None:
+        """Add many jobs at once (grouped first, each class sorted once)."""
+        policy = self.policy
+        band_of, key_of = policy.band, make.key
+        groups: dict[tuple[Any, ...], tuple[Any, list[Job]]] = {}
+        for job in jobs:
+            band = band_of(job)
+            key = key_of(job, band)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = (band, [job])
+            else:
+                group[1].append(job)
+        order_key = policy.key
+        inf = math.inf
+        for key, (band, members) in groups.items():
+            cls = self.classes.get(key)
+            if cls is not None:
+                for job in members:
+                    self.add(job, make)
+                continue
+            cls = make(members[0], key, self._seq, band)
+            self._seq += 1
+            self.classes[key] = cls
+            self.active[cls] = None
+            entries = [(order_key(j), j.id) for j in members]
+            entries.sort()
+            cls.jobs = entries
+            walltimes = cls.walltimes
+            of_job = self.of_job
+            for j in members:
+                wt = j.walltime_estimate_s if j.walltime_estimate_s is not None else j.walltime_limit_s
+                walltimes[j.id] = inf if wt is None else max(0.0, wt - j.work_done_s)
+                of_job[j.id] = cls
+            self._count(cls, len(members))
 
     def _count(self, cls: JobClass, sign: int) -> None:
         need = sign * cls.shape.workers * (cls.shape.gpus * 1000 or cls.shape.milli)
@@ -185,7 +220,16 @@ class ClassIndex:
         for pool in park.pools:
             self._by_pool.setdefault(pool, set()).add(cls)
         if park.wake_at is not None:
-            insort(self._timed, (park.wake_at, cls.seq, cls))
+            self._set_timer(cls, park.wake_at)
+
+    def _set_timer(self, cls: JobClass, at: float) -> None:
+        current = self._timer.get(cls)
+        if current is not None:
+            if current <= at:
+                return
+            del self._timed[bisect_left(self._timed, (current, cls.seq))]
+        insort(self._timed, (at, cls.seq, cls))
+        self._timer[cls] = at
 
     def due(self, now: float) -> list[JobClass]:
         """Parked classes whose ``wake_at`` has come (read-only)."""
@@ -219,8 +263,9 @@ class ClassIndex:
             self._by_reclaim[park.reclaim_root].discard(cls)
         for pool in park.pools:
             self._by_pool[pool].discard(cls)
-        if park.wake_at is not None:
-            del self._timed[bisect_left(self._timed, (park.wake_at, cls.seq))]
+        at = self._timer.pop(cls, None)
+        if at is not None:
+            del self._timed[bisect_left(self._timed, (at, cls.seq))]
 
     def quota_freed(self, root: int, flavor: str, available: Any, usage: Any, borrowed: bool) -> None:
         """Quota of ``flavor`` was freed in tree ``root``; ``available(queue)`` tells how much a
@@ -244,22 +289,21 @@ class ClassIndex:
         for cls in sorted(self._by_pool.get(pool, ()), key=lambda c: c.seq):
             self.wake(cls)
 
-    def victim_started(self, scopes: list[tuple[Any, ...]], rank: tuple[Any, ...]) -> None:
-        """A preemptible job of ``rank`` started: classes of higher rank in its scope may preempt it."""
+    def victim_started(self, scopes: list[tuple[Any, ...]], rank: tuple[Any, ...], start: float) -> None:
+        """A preemptible job of ``rank`` started: classes of higher rank in its scope may preempt it
+        once it is old enough, so they wake then."""
+        at = start + self.grace
         for scope in scopes:
-            woken = [c for c in self._by_scope.get(scope, ()) if c.park and c.park.rank is not None
-                     and c.park.rank > rank]
-            for cls in sorted(woken, key=lambda c: c.seq):
-                self.wake(cls)
+            for cls in self._by_scope.get(scope, ()):
+                if cls.park is not None and cls.park.rank is not None and cls.park.rank > rank:
+                    self._set_timer(cls, at)
 
-    def borrower_started(self, root: int, flavor: str, usage: Any) -> None:
-        """A job of a queue that borrows ``flavor`` started in tree ``root``: classes whose queue is
-        under nominal (``usage(queue)`` low enough) may reclaim from it."""
-        woken = []
+    def borrower_started(self, root: int, flavor: str, usage: Any, start: float) -> None:
+        """A job of a queue that borrows ``flavor`` started in tree ``root``: once it is old enough,
+        classes whose queue is under nominal (``usage(queue)`` low enough) may reclaim from it."""
+        at = start + self.grace
         for cls in self._by_reclaim.get(root, ()):
             assert cls.park is not None
-            at = dict(cls.park.eligible_at).get(flavor)
-            if at is not None and usage(cls.queue) <= at:
-                woken.append(cls)
-        for cls in sorted(woken, key=lambda c: c.seq):
-            self.wake(cls)
+            limit = dict(cls.park.eligible_at).get(flavor)
+            if limit is not None and usage(cls.queue) <= limit:
+                self._set_timer(cls, at)

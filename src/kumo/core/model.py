@@ -148,9 +148,11 @@ class Project:
 class Quota:
     """Quota of one flavor, in user units (GPUs, CPU cores, MiB).
 
-    ``nominal`` is guaranteed (up to the lending limit); ``borrowing_limit`` caps how much more
-    than nominal may be borrowed from the cohort (``None``: no cap); ``lending_limit`` caps how
-    much of the unused nominal quota others may borrow (``None``: all of it).
+    ``nominal`` is the queue's own; ``borrowing_limit`` caps how much more than nominal may be
+    borrowed from the cohort (``None``: no cap); ``lending_limit`` caps how much of the unused
+    nominal quota others may borrow (``None``: all of it). Only ``nominal - lending_limit`` is
+    never lent; the rest, when idle, may be borrowed by other queues of the cohort and is taken
+    back by reclaim (a preemption) when its owner needs it.
     """
 
     nominal: float = 0
@@ -443,7 +445,14 @@ class UsageSample:
     as_of: float
 
     def __post_init__(self) -> None:
+        check_name("usage project", self.project)
         where = f"usage of project {self.project!r}"
+        for name in ("amount", "as_of"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidValueError(where, f"{name} must be a number, got {value!r}")
+        if not isinstance(self.flavor, str) or not (is_gpu_flavor(self.flavor) or self.flavor in (CPU, MEM)):
+            raise InvalidValueError(where, f"flavor {self.flavor!r} must be 'gpu.<model>', 'cpu' or 'mem'")
         if not math.isfinite(self.amount) or self.amount < 0:
             raise InvalidValueError(where, f"amount must be a non-negative number, got {self.amount!r}")
 

@@ -35,8 +35,24 @@ INF = 1 << 62
 class QuotaTree:
     """Quota nodes (queues and cohorts), their limits, and their current usage."""
 
-    __slots__ = ("_available", "_potential", "borrow", "children", "guaranteed", "index", "is_cohort", "lend",
-                 "managed", "names", "nominal", "parent", "root", "subtree", "usage")
+    __slots__ = (
+        "_available",
+        "_potential",
+        "borrow",
+        "children",
+        "guaranteed",
+        "index",
+        "is_cohort",
+        "lend",
+        "managed",
+        "names",
+        "nominal",
+        "parent",
+        "root",
+        "subtree",
+        "usage",
+        "version",
+    )
 
     def __init__(self, queues: list[Queue], cohorts: list[Cohort], flavors: set[str]):
         self.names: list[str] = []
@@ -100,6 +116,7 @@ class QuotaTree:
         self.usage: list[dict[str, int]] = [dict.fromkeys(self.managed[i], 0) for i in range(n)]
         self._potential: dict[tuple[int, str], int] = {}
         self._available: dict[tuple[int, str], int] = {}  # cleared by every change of usage
+        self.version = 0  # counts changes of usage
 
     def _add(self, cohort: bool, name: str) -> None:
         self.index[(cohort, name)] = len(self.names)
@@ -218,6 +235,7 @@ class QuotaTree:
     def add(self, x: int, request: dict[str, int], sign: int = 1) -> None:
         """Add (``sign=1``) or remove (``sign=-1``) usage at queue ``x`` and up its cohorts."""
         self._available.clear()
+        self.version += 1
         for flavor, amount in request.items():
             if flavor not in self.managed[x]:
                 continue

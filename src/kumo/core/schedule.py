@@ -1,6 +1,7 @@
 """One scheduling cycle: ``schedule(snapshot, now, profile) -> Decisions``.
 
-0. **requeue** running jobs whose node went down; **reject** jobs that can never fit;
+0. **requeue** running jobs whose node went down (jobs that can never fit, kept only with
+   ``Snapshot(unsatisfiable="reject")``, are rejected when their class comes up in stage 1);
 1. **order** waiting jobs by the profile's policy (FIFO, priority, fair share, LAS, SRTF),
    one *class* of interchangeable jobs at a time (see :mod:`kumo.core.classes`);
 2. **admit** the class's best job against quota (:mod:`kumo.core.quota`);
@@ -11,7 +12,11 @@
    use the reserved nodes only if they end before it starts (:mod:`kumo.core.backfill`);
 6. **explain** every job that still waits (:mod:`kumo.core.explain`).
 
-The cycle works on private copies of the snapshot's mutable state; the snapshot is unchanged.
+The cycle works on private copy-on-write copies of the snapshot's mutable state; the snapshot is
+unchanged (it may fill caches, such as the job classes of a new profile). Classes refused by quota
+in an earlier cycle stay *parked* — skipped — until something that could let them start
+happens (see :class:`kumo.core.classes.Park`); this keeps a cycle after one job finished to
+milliseconds over 100,000 waiting jobs, and gives the same decisions as a full cycle.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from bisect import insort
 from typing import Any
 
 from kumo.core import backfill, explain, preemption
+from kumo.core._gc import collector_paused
 from kumo.core.classes import JobClass, Option, Park
 from kumo.core.decisions import Decisions, Reject, Requeue, Reservation, Start, Waiting
 from kumo.core.explain import Reason
@@ -36,10 +42,11 @@ from kumo.core.snapshot import Running, Snapshot, Take
 
 def schedule(snapshot: Snapshot, now: float, profile: Profile = DEFAULT_PROFILE) -> Decisions:
     """Decide what starts, what is preempted or requeued, and why the rest waits."""
-    cycle = Cycle(snapshot, now, profile)
-    cycle.requeue_lost()  # 0
-    cycle.run()  # 1-5
-    return cycle.finish()  # 6
+    with collector_paused():
+        cycle = Cycle(snapshot, now, profile)
+        cycle.requeue_lost()  # 0
+        cycle.run()  # 1-5
+        return cycle.finish()  # 6
 
 
 class _Run:
@@ -77,6 +84,9 @@ class Cycle:
         self.ranks: dict[str, tuple[Any, ...]] = {}
         self._vsum: dict[int, dict[tuple[str, int], dict[tuple[Any, ...], int]]] = {}
         self._gains: dict[tuple[Any, ...], dict[int, int]] = {}
+        self._merged: dict[tuple[Any, ...], dict[int, int]] = {}
+        self._borrowing: dict[tuple[int, str, int], list[int]] = {}
+        self._victims_version = 0
         self._young: dict[int, float | None] = {}
         self._due: set[JobClass] = set()
         self.runs: dict[int, _Run] = {}
@@ -171,9 +181,11 @@ class Cycle:
         reasons: list[Reason] = []
         placeable: list[Option] = []
         held: list[tuple[Option, int]] = []
+        refused: list[tuple[Option, str]] = []
         for opt in options:
             flavor = self.quota.fits(cls.queue, opt.request)  # 2. admit
             if flavor is not None:
+                refused.append((opt, flavor))
                 need = opt.request[flavor]
                 parts = self.quota.describe_parts(cls.queue, flavor, need)
                 reasons.append(explain.quota_blocked(flavor, need, self.quota.holder(cls.queue), parts))
@@ -204,23 +216,19 @@ class Cycle:
         if self.profile.backfill and placeable:  # 5. reserve for the first blocked job
             self.try_reserve(cls, job_id, placeable)
         if not placeable and self.parking and options:
-            run.park = self._park(run, job_id, options, reason)
+            run.park = self._park(run, refused, reason)
         return False
 
-    def _park(self, run: _Run, job_id: str, options: tuple[Option, ...], reason: Reason) -> Park:
+    def _park(self, run: _Run, refused: list[tuple[Option, str]], reason: Reason) -> Park:
         """What would have to change for a class refused by quota to have a chance (upper bounds)."""
         cls = run.cls
         quota, q, prof = self.quota, cls.queue, self.profile
-        job = self.snap.pending[job_id]
-        rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
+        rank = cls.rank
         in_cohort = quota.parent[q] >= 0
         thresholds: dict[str, int] = {}
         eligible: dict[str, int] = {}
         pools: list[int] = []
-        for opt in options:
-            flavor = quota.fits(q, opt.request)
-            if flavor is None:
-                continue
+        for opt, flavor in refused:  # every option was refused by quota (state unchanged since)
             need = opt.request[flavor]
             available = quota.available(q, flavor)
             if flavor != opt.flavor:  # CPU or memory quota: any release of it may help
@@ -231,10 +239,11 @@ class Cycle:
             else:
                 gain = self._quota_gain_bound(cls, rank, opt)
                 threshold = need - gain if available + gain < need else None  # else room failed
-            if threshold is not None:
-                thresholds[flavor] = min(thresholds.get(flavor, threshold), threshold)
             if threshold is None or flavor != opt.flavor:
                 pools.extend(opt.pools)
+            # once its quota fits without preemption the class may hold a reservation: wake then too
+            threshold = need if threshold is None else min(threshold, need)
+            thresholds[flavor] = min(thresholds.get(flavor, threshold), threshold)
             if prof.reclaim and in_cohort:
                 at = quota.nominal[q].get(opt.flavor, 0) - opt.request[opt.flavor]
                 if at >= 0:
@@ -270,18 +279,8 @@ class Cycle:
 
     def _quota_gain_bound(self, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> int:
         """Most of ``opt``'s GPU flavor that preemption could free for the class's queue now."""
-        quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
-        total = 0
-        if prof.preemption:
-            scope = prof.preemption_scope
-            key = ("rank", q if scope == "queue" else quota.root[q] if scope == "cohort" else -1, flavor, rank)
-            total += sum(self._gain(key, preemption._scope(self, q), flavor, rank).values())
-        if prof.reclaim and quota.parent[q] >= 0:
-            root = quota.root[q]
-            for x in self.snap.running_by_queue:
-                if x != q and quota.root[x] == root and quota.borrowing(x, flavor):
-                    total += sum(self._gain(("any", x, flavor), [x], flavor, None).values())
-        return total
+        reclaim = self.profile.reclaim and self.quota.parent[cls.queue] >= 0
+        return sum(self._preemption_gains(cls, rank, opt, reclaim).values())
 
     def options(self, cls: JobClass) -> tuple[Option, ...]:
         """The class's options, the first two swapped when its fastest model is contended and it
@@ -367,6 +366,7 @@ class Cycle:
             by_rank = sums[(flavor, rec.pool)]
             by_rank[self.rank_running(rec)] -= rec.request[flavor]
             self._gains.clear()
+            self._victims_version += 1
         if rec.end is not None:
             e = self.ends_of(rec.pool)
             e.remove((rec.end, job_id))
@@ -399,8 +399,7 @@ class Cycle:
     # ------------------------------------------------------------------ 4. preempt
     def try_preempt(self, run: _Run, job_id: str, options: tuple[Option, ...]) -> bool:
         cls = run.cls
-        job = self.snap.pending[job_id]
-        rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
+        rank = cls.rank
         key = (cls.queue, rank, cls.shape, tuple(o.model for o in options), tuple(o.pools for o in options))
         if key in self.preempt_memo:
             run.deficits = self.preempt_memo[key]
@@ -451,22 +450,47 @@ class Cycle:
                         gain[pool] = gain.get(pool, 0) + amount
         return gain
 
+    def _preemption_gains(self, cls: JobClass, rank: tuple[Any, ...], opt: Option, reclaim: bool) -> dict[int, int]:
+        """Per pool, the most of ``opt``'s GPU flavor that stopping eligible victims could free:
+        lower-ranked jobs in the preemption scope, and with ``reclaim`` the jobs of cohort queues
+        that borrow. Cached until quota usage or the victims change."""
+        quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
+        key = (q, rank, flavor, reclaim, quota.version, self._victims_version)
+        merged = self._merged.get(key)
+        if merged is not None:
+            return merged
+        merged = {}
+        parts = []
+        if prof.preemption:
+            scope = prof.preemption_scope
+            skey = ("rank", q if scope == "queue" else quota.root[q] if scope == "cohort" else -1, flavor, rank)
+            parts.append(self._gain(skey, preemption._scope(self, q), flavor, rank))
+        if reclaim:
+            for x in self._borrowers(quota.root[q], flavor):
+                if x != q:
+                    parts.append(self._gain(("any", x, flavor), [x], flavor, None))
+        for part in parts:
+            for pool, amount in part.items():
+                merged[pool] = merged.get(pool, 0) + amount
+        self._merged[key] = merged
+        return merged
+
+    def _borrowers(self, root: int, flavor: str) -> list[int]:
+        """Queues of a cohort tree that borrow ``flavor`` now (cached until usage changes)."""
+        key = (root, flavor, self.quota.version)
+        found = self._borrowing.get(key)
+        if found is None:
+            quota = self.quota
+            found = self._borrowing[key] = [x for x in self.snap.running_by_queue
+                                            if quota.root[x] == root and quota.borrowing(x, flavor)]
+        return found
+
     def _victims_could_make_room(self, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> bool:
         """An upper bound: could stopping every eligible victim free enough GPUs and quota?"""
         quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
-        gains = []
-        if prof.preemption:
-            scope = prof.preemption_scope
-            root = quota.root[q] if scope == "cohort" else -1
-            key = ("rank", q if scope == "queue" else root, flavor, rank)
-            gains.append(self._gain(key, preemption._scope(self, q), flavor, rank))
         reclaim = (prof.reclaim and quota.parent[q] >= 0
                    and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
-        if reclaim:
-            root = quota.root[q]
-            for x in self.snap.running_by_queue:
-                if x != q and quota.root[x] == root and quota.borrowing(x, flavor):
-                    gains.append(self._gain(("any", x, flavor), [x], flavor, None))
+        gains = [self._preemption_gains(cls, rank, opt, reclaim)]
         need = opt.request[flavor]
         if quota.fits(q, opt.request) is not None:
             total = sum(sum(g.values()) for g in gains)
@@ -536,6 +560,8 @@ class Cycle:
     # ------------------------------------------------------------------ 6. explain
     def _parked_reason(self, cls: JobClass, recorded: Reason) -> Reason:
         """A parked class's quota reason, with the snapshot's current numbers."""
+        if cls.never is not None:
+            return recorded
         quota = self.snap.quota
         reasons = []
         for opt in cls.options:

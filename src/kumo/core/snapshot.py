@@ -16,7 +16,8 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 from typing import Any
 
-from kumo.core.classes import ClassIndex, JobClass, Option, class_key, shape_of
+from kumo.core._gc import collector_paused
+from kumo.core.classes import ClassIndex, JobClass, Option, shape_of
 from kumo.core.decisions import Decisions
 from kumo.core.errors import (
     DuplicateError,
@@ -103,6 +104,13 @@ class Snapshot:
         flavors: Iterable[str] = (),
         unsatisfiable: str = "raise",
     ) -> None:
+        with collector_paused():
+            self._build(nodes, queues, cohorts, programmes, projects, jobs, running, usage, flavors, unsatisfiable)
+
+    def _build(self, nodes: Iterable[Node], queues: Iterable[Queue], cohorts: Iterable[Cohort],
+               programmes: Iterable[Programme], projects: Iterable[Project], jobs: Iterable[Job],
+               running: Iterable[Allocation], usage: Iterable[UsageSample], flavors: Iterable[str],
+               unsatisfiable: str) -> None:
         if unsatisfiable not in ("raise", "reject"):
             raise InvalidValueError("snapshot", f"unsatisfiable must be 'raise' or 'reject', got {unsatisfiable!r}")
         self.unsatisfiable = unsatisfiable
@@ -138,7 +146,8 @@ class Snapshot:
         self._rejected: dict[str, str] = {}
         self._ever_fits: dict[tuple[int, Shape], bool] = {}
         self._known_constraints: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
-        self._signatures: dict[tuple[Any, ...], tuple[tuple[Option, ...], str | None]] = {}
+        self._signatures: dict[tuple[Any, ...], tuple[tuple[Option, ...], str | None, int]] = {}
+        self._job_refs: dict[str, tuple[int, int, int]] = {}  # waiting job -> (queue, project, signature id)
         for alloc in running:
             self._add_running(alloc, check=True)
         for job in jobs:
@@ -194,14 +203,15 @@ class Snapshot:
                 raise UnknownReferenceError(where, f"region {r!r} does not exist (known: {', '.join(self.regions)})")
         self._known_constraints.add((job.gpu_models, job.regions))
 
-    def _signature(self, job: Job) -> tuple[tuple[Option, ...], str | None]:
-        """A job's options and, if it can never fit, why — computed once per distinct shape."""
+    def _signature(self, job: Job) -> tuple[tuple[Option, ...], str | None, int]:
+        """A job's options, why it can never fit (or ``None``), and an id for its shape and
+        constraints — computed once per distinct shape."""
         key = (job.gpu_models, job.regions, job.speeds, job.workers, job.gpus, job.gpu_milli,
                job.cpu_milli, job.mem_mib, job.topology)
         found = self._signatures.get(key)
         if found is None:
             options = self._options(job)
-            found = self._signatures[key] = (options, self._check_satisfiable(job, options))
+            found = self._signatures[key] = (options, self._check_satisfiable(job, options), len(self._signatures))
         return found
 
     def options(self, job: Job) -> tuple[Option, ...]:
@@ -233,25 +243,32 @@ class Snapshot:
         t = self.cluster.table
         pool = self.cluster.pools[pool_id]
 
-        def cap(n: int) -> int:
-            c = t.gpus[n] // shape.gpus if shape.gpus else (t.gpus[n] * (GPU_MILLI // shape.milli))
-            if shape.cpu and t.cpu_cap[n]:
-                c = min(c, t.cpu_cap[n] // shape.cpu)
-            if shape.mem and t.mem_cap[n]:
-                c = min(c, t.mem_cap[n] // shape.mem)
+        def cap(kind: tuple[int, int, int]) -> int:
+            gpus, cpu, mem = kind
+            c = gpus // shape.gpus if shape.gpus else gpus * (GPU_MILLI // shape.milli)
+            if shape.cpu and cpu:
+                c = min(c, cpu // shape.cpu)
+            if shape.mem and mem:
+                c = min(c, mem // shape.mem)
             return c
 
-        caps = [cap(n) for n in pool.nodes]
+        def capacity(members: list[int]) -> int:  # nodes of a kind hold the same: count kinds
+            kinds: dict[tuple[int, int, int], int] = {}
+            for local in members:
+                n = pool.nodes[local]
+                k = (t.gpus[n], t.cpu_cap[n], t.mem_cap[n])
+                kinds[k] = kinds.get(k, 0) + 1
+            return sum(cap(k) * count for k, count in kinds.items())
+
         w = shape.workers
         if shape.topology is Topology.NODE:
-            return max(caps) >= w
+            return any(cap((t.gpus[n], t.cpu_cap[n], t.mem_cap[n])) >= w for n in pool.nodes)
         level = {Topology.NVLINK: "nvlink", Topology.BLOCK: "block", Topology.ZONE: "zone"}.get(
             shape.topology  # type: ignore[arg-type]
         )
         if level is None:
-            return sum(caps) >= w
-        groups = pool.levels[level]
-        return any(sum(caps[i] for i in members) >= w for members in groups.members)
+            return capacity(list(range(len(pool.nodes)))) >= w
+        return any(capacity(members) >= w for members in pool.levels[level].members)
 
     def _check_satisfiable(self, job: Job, options: tuple[Option, ...]) -> str | None:
         shape = shape_of(job)
@@ -267,8 +284,18 @@ class Snapshot:
     def _add_pending(self, job: Job) -> None:
         if job.id in self.pending or job.id in self.running:
             raise DuplicateError(f"job {job.id!r}", "a job with this id already exists")
-        self._refs(job)
-        problem = self._signature(job)[1]
+        q = self.quota.index.get((False, job.queue))
+        p = self.fs.index.get(job.project)
+        if q is None or p is None:
+            self._refs(job)  # raises, naming what is unknown
+        key = (job.gpu_models, job.regions, job.speeds, job.workers, job.gpus, job.gpu_milli,
+               job.cpu_milli, job.mem_mib, job.topology)
+        found = self._signatures.get(key)
+        if found is None:
+            self._refs(job)
+            found = self._signature(job)
+        _, problem, sid = found
+        self._job_refs[job.id] = (q, p, sid)  # type: ignore[assignment]
         if problem is not None:
             if self.unsatisfiable == "raise":
                 raise UnsatisfiableJobError(f"job {job.id!r}", problem)
@@ -282,6 +309,7 @@ class Snapshot:
         self._rejected.pop(job_id, None)
         for index, _ in self._indexes.values():
             index.remove(job)
+        del self._job_refs[job_id]
         return job
 
     def class_index(self, profile: Profile) -> ClassIndex:
@@ -291,10 +319,10 @@ class Snapshot:
         entry = self._indexes.get(key)
         if entry is None:
             policy = order_policy(profile)
-            index = ClassIndex(policy)
+            index = ClassIndex(policy, profile.preemption_min_runtime_s)
             maker = _ClassMaker(self, policy)
-            for job in self.pending.values():
-                index.add(job, maker)
+            with collector_paused():
+                index.build(self.pending.values(), maker)
             entry = self._indexes[key] = (index, maker)
         return entry[0]
 
@@ -379,11 +407,12 @@ class Snapshot:
         root = quota.root[q]
         flavor = "gpu." + rec.alloc.placement.model
         borrowing = quota.borrowing(q, flavor)
+        start = rec.alloc.start_time
         for index, _ in self._indexes.values():
             rank = index.policy.rank(rec.job, rec.job.attained_gpu_s, rec.job.work_done_s)
-            index.victim_started([("q", q), ("t", root), ("all",)], rank)
+            index.victim_started([("q", q), ("t", root), ("all",)], rank, start)
             if borrowing:
-                index.borrower_started(root, flavor, lambda x: quota.usage[x].get(flavor, 0))
+                index.borrower_started(root, flavor, lambda x: quota.usage[x].get(flavor, 0), start)
 
     # ------------------------------------------------------------------ deltas
     def submit(self, job: Job) -> None:
@@ -514,24 +543,36 @@ class _ClassMaker:
     def __init__(self, snap: Snapshot, policy: OrderPolicy):
         self.snap = snap
         self.policy = policy
+        self._never: dict[tuple[int, int], str | None] = {}
+        self._shapes: dict[int, tuple[tuple[Option, ...], Shape]] = {}  # signature id -> options, shape
 
     def key(self, job: Job, band: Any) -> tuple[Any, ...]:
-        q = self.snap.quota.queue(job.queue)
-        leaf = self.snap.fs.index[job.project] if self.policy.fair_share else -1
-        return class_key(job, q if q is not None else -1, leaf, band)
+        """Queue, fair-share leaf, band and shape-and-constraints id: what makes jobs interchangeable."""
+        q, p, sid = self.snap._job_refs[job.id]
+        return (q, p if self.policy.fair_share else -1, band, sid)
 
     def __call__(self, job: Job, key: tuple[Any, ...], seq: int, band: Any) -> JobClass:
-        snap = self.snap
-        q, p = snap._refs(job)
-        options = snap.options(job)
-        never = None
-        quota = snap.quota
-        ok = [o for o in options if all(quota.potential(q, f) >= a for f, a in o.request.items())]
-        if not ok and options:
-            o = options[0]
-            flavor = next(f for f, a in o.request.items() if quota.potential(q, f) < a)
-            never = (f"needs {format_amount(flavor, o.request[flavor])} {flavor} but queue {job.queue} "
-                     f"could hold at most {format_amount(flavor, quota.potential(q, flavor))} "
-                     "even with its whole cohort idle")
+        q, p, sid = self.snap._job_refs[job.id]
+        found = self._shapes.get(sid)
+        if found is None:
+            found = self._shapes[sid] = (self.snap.options(job), shape_of(job))
+        options, shape = found
+        nkey = (q, sid)
+        if nkey not in self._never:
+            self._never[nkey] = self._never_admitted(job, q, options)
+        never = self._never[nkey]
         leaf = p if self.policy.fair_share else -1
-        return JobClass(key, seq, job, q, leaf, band, shape_of(job), options, never)
+        cls = JobClass(key, seq, job, q, leaf, band, shape, options, never)
+        cls.rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
+        return cls
+
+    def _never_admitted(self, job: Job, q: int, options: tuple[Option, ...]) -> str | None:
+        """Why no option of the job could ever be admitted by its queue's quota, or ``None``."""
+        quota = self.snap.quota
+        if not options or any(all(quota.potential(q, f) >= a for f, a in o.request.items()) for o in options):
+            return None
+        o = options[0]
+        flavor = next(f for f, a in o.request.items() if quota.potential(q, f) < a)
+        return (f"needs {format_amount(flavor, o.request[flavor])} {flavor} but queue {job.queue} "
+                f"could hold at most {format_amount(flavor, quota.potential(q, flavor))} "
+                "even with its whole cohort idle")
