@@ -30,9 +30,15 @@ class Option:
     speed: float
 
 
+def remaining_s(job: Job) -> float:
+    """Walltime still to run, on a speed-1.0 GPU (``inf`` without an estimate or limit)."""
+    wt = job.walltime_estimate_s if job.walltime_estimate_s is not None else job.walltime_limit_s
+    return math.inf if wt is None else max(0.0, wt - job.work_done_s)
+
+
 class JobClass:
     __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rank",
-                 "rep", "seq", "shape", "walltimes")
+                 "rep", "seq", "shape")
 
     def __init__(self, key: tuple[Any, ...], seq: int, rep: Job, queue: int, leaf: int, band: Any,
                  shape: Shape, options: tuple[Option, ...], never: str | None):
@@ -45,8 +51,7 @@ class JobClass:
         self.shape = shape
         self.options = options
         self.never = never  # why no option could ever be admitted by quota, or None
-        self.jobs: list[tuple[tuple[Any, ...], str]] = []  # sorted (order key, job id)
-        self.walltimes: dict[str, float] = {}
+        self.jobs: list[tuple[Any, ...]] = []  # sorted order keys; each ends in its job id
         self.park: Park | None = None  # set while the class is parked (see ClassIndex.park)
         self.awake = False  # parked, but woken by freed quota alone: re-checked cheaply (see Cycle)
         self.rank: tuple[Any, ...] = ()  # preemption rank, the same for every job of the class
@@ -63,11 +68,16 @@ class Park:
     it cannot start — nor reserve — until something changes that could let it:
 
     - ``thresholds``: quota of ``flavor`` freed in its tree such that ``available(queue, flavor)``
-      reaches the threshold (its need minus what preemption could free, at parking time);
-    - ``rank_scope``: a preemptible job starting in that scope with a lower rank than ``rank``
-      (a new possible victim);
-    - ``reclaim_root``: a queue of that cohort tree starting to borrow (a new reclaim victim);
-    - ``pools``: room freed in one of these pools (where only placement stopped a preemption).
+      reaches the threshold — the smaller of its need (then it could reserve) and its need minus
+      what preemption could free (an upper bound, or the deficit a vain preemption search
+      measured); ``-INF`` for CPU or memory quota (any release of it wakes the class);
+    - ``eligible_at``: its queue's usage dropping to this, while some queue of its tree borrows
+      (reclaim becomes possible);
+    - ``pools``: room freed in one of these pools (where only placement stopped a preemption);
+    - ``rank_scope`` / ``rank`` and ``reclaim_root``: a preemptible job of lower rank starting in
+      that scope, or a job of a borrowing queue starting in that tree, sets a timer for when it
+      becomes old enough to preempt (start + the profile's ``preemption_min_runtime_s``);
+    - ``wake_at``: a timer for the next running job of its tree that is too young to preempt.
     """
 
     reason: Reason
@@ -121,9 +131,7 @@ class ClassIndex:
             self._seq += 1
             self.classes[key] = cls
             self.active[cls] = None
-        insort(cls.jobs, (self.policy.key(job), job.id))
-        wt = job.walltime_s
-        cls.walltimes[job.id] = math.inf if wt is None else max(0.0, wt - job.work_done_s)
+        insort(cls.jobs, self.policy.key(job))
         self.of_job[job.id] = cls
         self._count(cls, 1)
         return cls
@@ -142,7 +150,6 @@ class ClassIndex:
             else:
                 group[1].append(job)
         order_key = policy.key
-        inf = math.inf
         for key, (band, members) in groups.items():
             cls = self.classes.get(key)
             if cls is not None:
@@ -153,14 +160,11 @@ class ClassIndex:
             self._seq += 1
             self.classes[key] = cls
             self.active[cls] = None
-            entries = [(order_key(j), j.id) for j in members]
+            entries = [order_key(j) for j in members]
             entries.sort()
             cls.jobs = entries
-            walltimes = cls.walltimes
             of_job = self.of_job
             for j in members:
-                wt = j.walltime_estimate_s if j.walltime_estimate_s is not None else j.walltime_limit_s
-                walltimes[j.id] = inf if wt is None else max(0.0, wt - j.work_done_s)
                 of_job[j.id] = cls
             self._count(cls, len(members))
 
@@ -175,10 +179,8 @@ class ClassIndex:
 
     def remove(self, job: Job) -> None:
         cls = self.of_job.pop(job.id)
-        entry = (self.policy.key(job), job.id)
-        i = bisect_left(cls.jobs, entry)
+        i = bisect_left(cls.jobs, self.policy.key(job))
         del cls.jobs[i]
-        del cls.walltimes[job.id]
         self._count(cls, -1)
         if not cls.jobs:
             del self.classes[cls.key]

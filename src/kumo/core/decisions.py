@@ -99,7 +99,7 @@ class CycleStats:
     """Counters of one cycle, for metrics and benchmarks."""
 
     classes_evaluated: int = 0  # evaluations of a class's next job (one class may be tried several times)
-    classes_parked: int = 0  # classes skipped because they are parked (blocked by quota, nothing changed)
+    classes_parked: int = 0  # parked classes skipped outright (those re-checked after a wake count as evaluated)
     placements_tried: int = 0
     preemption_searches: int = 0
     reservations_computed: int = 0

@@ -5,8 +5,9 @@ pool kumo keeps, per node, the number of wholly free GPUs, bucketed (``buckets[k
 nodes with ``k`` free GPUs, sorted), a histogram of those counts per topology group (NVLink
 domain, block, zone), and the partly used GPUs sorted by free milli-GPUs (for slices).
 
-Everything here is plain in-memory data; ``clone()`` is cheap (list copies) so that a
-scheduling cycle can work on a private copy and leave the snapshot untouched.
+Everything here is plain in-memory data. ``Cluster.clone()`` is cheap so that a scheduling cycle
+can work on a private copy and leave the snapshot untouched: flat per-node lists are copied, while
+a node's per-GPU row and a pool's index are copied only when the cycle first writes to them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Preemption: make room for a waiting job by stopping running ones.
 
-A running job *V* may be stopped for a waiting job *J* only if V is preemptible, did not start
-in this cycle, runs on J's GPU model, and either
+A running job *V* may be stopped for a waiting job *J* only if V is preemptible, has run for at
+least the profile's ``preemption_min_runtime_s`` (and did not start in this cycle), runs on J's
+GPU model, and either
 
 - **rank**: V's rank (priority, and for LAS/SRTF its current queue) is below J's, and V is in
   J's preemption scope (its queue, its cohort tree, or the whole cluster); or

@@ -28,7 +28,7 @@ from typing import Any
 
 from kumo.core import backfill, explain, preemption
 from kumo.core._gc import collector_paused
-from kumo.core.classes import JobClass, Option, Park
+from kumo.core.classes import JobClass, Option, Park, remaining_s
 from kumo.core.decisions import Decisions, Reject, Requeue, Reservation, Start, Waiting
 from kumo.core.explain import Reason
 from kumo.core.fairshare import FairShareArbiter
@@ -123,7 +123,7 @@ class Cycle:
         self.decisions.stats.classes_parked = len(self.index.classes) - len(classes)
         for cls in classes:
             run = self.runs[cls.seq] = _Run(cls)
-            heaps.setdefault(cls.leaf, []).append((cls.jobs[0][0], cls.seq, run))
+            heaps.setdefault(cls.leaf, []).append((cls.jobs[0], cls.seq, run))
         for h in heaps.values():
             heapq.heapify(h)
         arbiter = self._arbiter(heaps) if self.policy.fair_share else None
@@ -138,7 +138,7 @@ class Cycle:
                 arbiter.started(leaf)
             nxt = self._next_candidate(run)
             if nxt is not None:
-                heapq.heappush(heap, (run.cls.jobs[nxt][0], run.cls.seq, run))
+                heapq.heappush(heap, (run.cls.jobs[nxt], run.cls.seq, run))
             elif not heap and arbiter:
                 arbiter.exhausted(leaf)
 
@@ -152,8 +152,8 @@ class Cycle:
             return None  # blocked for every job of the class that is left
         i = run.pos
         if run.backfill_reason is not None:
-            wt = run.cls.walltimes
-            while i < len(jobs) and wt[jobs[i][1]] > run.threshold:
+            pending = self.snap.pending
+            while i < len(jobs) and remaining_s(pending[jobs[i][-1]]) > run.threshold:
                 i += 1
         run.pos = i
         return i if i < len(jobs) else None
@@ -162,7 +162,7 @@ class Cycle:
     def evaluate(self, run: _Run) -> bool:
         """Try the class's current job; True if it started."""
         cls = run.cls
-        job_id = cls.jobs[run.pos][1]
+        job_id = cls.jobs[run.pos][-1]
         self.decisions.stats.classes_evaluated += 1
         if job_id in self.snap._rejected:
             self.decisions.rejects.append(Reject(job_id, Reason(explain.REJECTED, self.snap._rejected[job_id])))
@@ -309,7 +309,7 @@ class Cycle:
         hold = self.holds.get(pool)
         if hold is None:
             return NO_EXCLUDE
-        remaining = self.index.of_job[job_id].walltimes[job_id]
+        remaining = remaining_s(self.snap.pending[job_id])
         if self.now + remaining / opt.speed <= hold.start_at:
             return NO_EXCLUDE
         return hold.nodes
@@ -593,7 +593,9 @@ class Cycle:
                 if cls.park is not None:
                     return self._parked_reason(cls, cls.park.reason)
                 return Reason(explain.ORDER, "not considered in this cycle")
-            if run.backfill_reason is not None and (run.reason is None or cls.walltimes.get(job_id, 0) > run.threshold):
+            job = self.snap.pending.get(job_id)
+            long = job is not None and remaining_s(job) > run.threshold
+            if run.backfill_reason is not None and (run.reason is None or long):
                 return run.backfill_reason
             return run.reason
 
