@@ -8,7 +8,6 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
