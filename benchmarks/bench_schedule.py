@@ -6,7 +6,9 @@ share with preemption and backfill. The 100,000 jobs arrive at once; the burst o
 preemptions that follows is scheduled cycle by cycle until it settles (reported as
 ``burst_cycles``). Then it reports medians of:
 
-- a full cycle: a snapshot built from plain values (as after a controller restart) and scheduled;
+- a full cycle: ``schedule()`` on a snapshot freshly built from plain values (as after a controller
+  restart): no class is parked and the job-class index is built inside the call
+  (``full_cycle_ms``); with the snapshot build itself (``full_cycle_with_build_ms``);
 - an incremental cycle: one running job finishes, the snapshot is updated, and scheduled again;
 - the naive baseline's full cycle on the same state.
 
@@ -108,14 +110,14 @@ def main() -> None:
     result = {
         "nodes": n_nodes, "gpus": n_nodes * 8, "pending": n_pending, "running_jobs": len(data["running"]),
         "running_gpus": running_gpus, "queues": 50, "policy": PROFILE.order,
-        "full_cycle_ms": round(statistics.median(fulls), 1),
+        "full_cycle_ms": round(statistics.median(cycles), 1),
         "full_cycle_build_ms": round(statistics.median(builds), 1),
-        "full_cycle_schedule_ms": round(statistics.median(cycles), 1),
+        "full_cycle_with_build_ms": round(statistics.median(fulls), 1),
         "incremental_cycle_ms": round(statistics.median(incs), 2),
         "incremental_cycle_p90_ms": round(sorted(incs)[int(0.9 * (len(incs) - 1))], 2),
         "incremental_starts_per_cycle": round(inc_starts / len(incs), 2),
         "baseline_full_cycle_ms": round(statistics.median(base), 1),
-        "speedup_full_vs_baseline": round(statistics.median(base) / statistics.median(fulls), 1),
+        "speedup_full_with_build_vs_baseline": round(statistics.median(base) / statistics.median(fulls), 1),
         "full_cycle_starts": len(decisions.starts), "full_cycle_preemptions": len(decisions.preemptions),
         "full_cycle_reservations": len(decisions.reservations),
         "full_cycle_classes_evaluated": decisions.stats.classes_evaluated,

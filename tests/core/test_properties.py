@@ -336,12 +336,6 @@ def test_schedule_is_pure(world: World, profile: Profile) -> None:
 # --------------------------------------------------------------------------- 8. incremental
 
 
-INCREMENTAL_BUG = (
-    "core bug: a class parked because preemption could not make room in its pools (Park.pools, no quota "
-    "threshold) is not woken when quota is freed elsewhere, so it neither shows its placement reason nor "
-    "reserves, while a fresh snapshot admits it by quota and reserves for it (which changes backfill); "
-    "see test_parked_class_wakes_when_quota_freed_elsewhere"
-)
 
 
 @fast(100)
