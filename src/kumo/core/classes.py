@@ -37,8 +37,8 @@ def remaining_s(job: Job) -> float:
 
 
 class JobClass:
-    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "queue", "rank",
-                 "rep", "seq", "shape")
+    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "pkeys", "queue",
+                 "rank", "rep", "seq", "shape")
 
     def __init__(self, key: tuple[Any, ...], seq: int, rep: Job, queue: int, leaf: int, band: Any,
                  shape: Shape, options: tuple[Option, ...], never: str | None):
@@ -55,12 +55,13 @@ class JobClass:
         self.park: Park | None = None  # set while the class is parked (see ClassIndex.park)
         self.awake = False  # parked, but woken by freed quota alone: re-checked cheaply (see Cycle)
         self.rank: tuple[Any, ...] = ()  # preemption rank, the same for every job of the class
+        self.pkeys: dict[bool, tuple[Any, ...]] = {}  # preemption memo keys, by whether options were swapped
         self.log_ratio = 0
         if len(options) >= 2 and options[0].speed != options[1].speed:
             self.log_ratio = round(math.log(options[0].speed / options[1].speed) * 1_000_000)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Park:
     """Why a class is parked and what would wake it.
 

@@ -89,6 +89,7 @@ class Cycle:
         self._victims_version = 0
         self._young: dict[int, float | None] = {}
         self._due: set[JobClass] = set()
+        self._holders: dict[int, str] = {}
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
@@ -188,7 +189,7 @@ class Cycle:
                 refused.append((opt, flavor))
                 need = opt.request[flavor]
                 parts = self.quota.describe_parts(cls.queue, flavor, need)
-                reasons.append(explain.quota_blocked(flavor, need, self.quota.holder(cls.queue), parts))
+                reasons.append(explain.quota_blocked(flavor, need, self._holder(cls.queue), parts))
                 continue
             placeable.append(opt)
             for pool in opt.pools:  # 3. place
@@ -281,6 +282,12 @@ class Cycle:
         """Most of ``opt``'s GPU flavor that preemption could free for the class's queue now."""
         reclaim = self.profile.reclaim and self.quota.parent[cls.queue] >= 0
         return sum(self._preemption_gains(cls, rank, opt, reclaim).values())
+
+    def _holder(self, queue: int) -> str:
+        holder = self._holders.get(queue)
+        if holder is None:
+            holder = self._holders[queue] = self.quota.holder(queue)
+        return holder
 
     def options(self, cls: JobClass) -> tuple[Option, ...]:
         """The class's options, the first two swapped when its fastest model is contended and it
@@ -400,7 +407,11 @@ class Cycle:
     def try_preempt(self, run: _Run, job_id: str, options: tuple[Option, ...]) -> bool:
         cls = run.cls
         rank = cls.rank
-        key = (cls.queue, rank, cls.shape, tuple(o.model for o in options), tuple(o.pools for o in options))
+        swapped = options is not cls.options
+        key = cls.pkeys.get(swapped)
+        if key is None:
+            key = cls.pkeys[swapped] = (cls.queue, rank, cls.shape, tuple(o.model for o in options),
+                                        tuple(o.pools for o in options))
         if key in self.preempt_memo:
             run.deficits = self.preempt_memo[key]
             return False
