@@ -20,10 +20,6 @@ class Start:
     preempting: tuple[str, ...] = ()
     backfilled: bool = False
 
-    @property
-    def kind(self) -> str:
-        return "start"
-
 
 @dataclass(frozen=True, slots=True)
 class Preempt:
@@ -34,10 +30,6 @@ class Preempt:
     reason: Reason
     work_lost_s: float
 
-    @property
-    def kind(self) -> str:
-        return "preempt"
-
 
 @dataclass(frozen=True, slots=True)
 class Requeue:
@@ -46,10 +38,6 @@ class Requeue:
     job_id: str
     reason: Reason
 
-    @property
-    def kind(self) -> str:
-        return "requeue"
-
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -57,10 +45,6 @@ class Reject:
 
     job_id: str
     reason: Reason
-
-    @property
-    def kind(self) -> str:
-        return "reject"
 
 
 @dataclass(frozen=True, slots=True)

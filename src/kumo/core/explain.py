@@ -70,9 +70,13 @@ def quota_blocked(flavor: str, need: int, holder: str, parts: tuple[Any, ...]) -
 
 
 def _render_quota(flavor: str, need: int, holder: str, parts: tuple[Any, ...]) -> str:
+    return f"needs {format_amount(flavor, need)} {flavor}; {holding(flavor, holder, parts)}"
+
+
+def holding(flavor: str, holder: str, parts: tuple[Any, ...]) -> str:
+    """``'queue nlp-lab holds 64/64 gpu.h200 and cohort geniac has no idle quota'``."""
     used, nominal, limit, cohort, idle = parts
-    text = f"needs {format_amount(flavor, need)} {flavor}; {holder} holds " \
-           f"{format_amount(flavor, used)}/{format_amount(flavor, nominal)} {flavor}"
+    text = f"{holder} holds {format_amount(flavor, used)}/{format_amount(flavor, nominal)} {flavor}"
     if limit is not None:
         return text + f" and may borrow at most {format_amount(flavor, limit)}"
     if cohort is None:

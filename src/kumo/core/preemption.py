@@ -44,13 +44,20 @@ def _scope(cycle: Cycle, queue: int) -> list[int]:
     return list(cycle.snap.running_by_queue)
 
 
+def reclaim_eligible(cycle: Cycle, queue: int, opt: Option) -> bool:
+    """Whether the queue may reclaim for ``opt``: reclaim is on, the queue is in a cohort, and
+    with the request it would stay within its nominal quota of the option's GPU flavor."""
+    quota, flavor = cycle.quota, opt.flavor
+    return (cycle.profile.reclaim and quota.parent[queue] >= 0
+            and quota.usage[queue].get(flavor, 0) + opt.request[flavor] <= quota.nominal[queue].get(flavor, 0))
+
+
 def candidates(cycle: Cycle, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> list[tuple[Any, ...]]:
     """Possible victims for one option, cheapest first, as sort keys ending in the job id."""
     quota, q, flavor = cycle.quota, cls.queue, opt.flavor
     prof = cycle.profile
     scope = set(_scope(cycle, q)) if prof.preemption else set()
-    reclaim = (prof.reclaim and quota.parent[q] >= 0
-               and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
+    reclaim = reclaim_eligible(cycle, q, opt)
     queues = set(scope)
     if reclaim:
         queues |= {x for x in cycle.snap.running_by_queue

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from kumo.core.errors import QuotaCycleError, UnknownReferenceError
+from kumo.core.explain import holding
 from kumo.core.model import Cohort, Queue, quota_units
 from kumo.core.resources import is_gpu_flavor
 
@@ -221,15 +222,13 @@ class QuotaTree:
             return (used, nominal, bl, self.names[p], 0)
         return (used, nominal, None, self.names[p], self.available(p, flavor))
 
+    def describe(self, x: int, flavor: str, need: int = 0) -> str:
+        """``'queue nlp-lab holds 64/64 gpu.h200 and cohort geniac has no idle quota'``."""
+        return holding(flavor, self.holder(x), self.describe_parts(x, flavor, need))
+
     def holder(self, x: int) -> str:
         return f"{'cohort' if self.is_cohort[x] else 'queue'} {self.names[x]}"
 
-    def describe(self, x: int, flavor: str, need: int = 0) -> str:
-        """``'queue nlp-lab holds 64/64 gpu.h200 and cohort geniac has no idle quota'``."""
-        from kumo.core.explain import quota_blocked
-
-        detail = quota_blocked(flavor, need, self.holder(x), self.describe_parts(x, flavor, need)).detail
-        return detail.split("; ", 1)[1]
 
     # ---- updates -----------------------------------------------------------------------
     def add(self, x: int, request: dict[str, int], sign: int = 1) -> None:

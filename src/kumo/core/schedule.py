@@ -498,10 +498,8 @@ class Cycle:
 
     def _victims_could_make_room(self, cls: JobClass, rank: tuple[Any, ...], opt: Option) -> bool:
         """An upper bound: could stopping every eligible victim free enough GPUs and quota?"""
-        quota, q, flavor, prof = self.quota, cls.queue, opt.flavor, self.profile
-        reclaim = (prof.reclaim and quota.parent[q] >= 0
-                   and quota.usage[q].get(flavor, 0) + opt.request[flavor] <= quota.nominal[q].get(flavor, 0))
-        gains = [self._preemption_gains(cls, rank, opt, reclaim)]
+        quota, q, flavor = self.quota, cls.queue, opt.flavor
+        gains = [self._preemption_gains(cls, rank, opt, preemption.reclaim_eligible(self, q, opt))]
         need = opt.request[flavor]
         if quota.fits(q, opt.request) is not None:
             total = sum(sum(g.values()) for g in gains)
