@@ -104,11 +104,12 @@ def shape_of(job: Job) -> Shape:
 class ClassIndex:
     """Waiting jobs of a snapshot grouped into classes, for one order policy."""
 
-    def __init__(self, policy: OrderPolicy, grace: float = 0.0):
+    def __init__(self, policy: OrderPolicy, make: Any, grace: float = 0.0):
         self.policy = policy
+        self.make = make  # make.key(job, band) -> class key; make(job, key, seq, band) -> a new class
         self.grace = grace  # a started job can be preempted this long after it starts
         self.classes: dict[tuple[Any, ...], JobClass] = {}
-        self.of_job: dict[str, JobClass] = {}
+        self.size = 0  # waiting jobs indexed
         self._seq = 0
         # for heterogeneity-aware model choice: milli-GPUs wanted per model by waiting jobs, and
         # per (fastest, next) model pair the sum and count of jobs' log speed-up (integers: exact)
@@ -123,51 +124,54 @@ class ClassIndex:
         self._timed: list[tuple[float, int, JobClass]] = []  # sorted (wake_at, seq, class)
         self._timer: dict[JobClass, float] = {}
 
-    def add(self, job: Job, make: Any) -> JobClass:
-        """Add ``job``; ``make(job, key, seq, band)`` builds its class if it is new."""
+    def class_of(self, job: Job) -> JobClass | None:
+        """The class of waiting job ``job`` (found from its key: no per-job table is kept)."""
+        return self.classes.get(self.make.key(job, self.policy.band(job)))
+
+    def add(self, job: Job) -> JobClass:
+        """Add a waiting job to its class, creating the class if it is new."""
         band = self.policy.band(job)
-        cls = self.classes.get(key := make.key(job, band))
+        cls = self.classes.get(key := self.make.key(job, band))
         if cls is None:
-            cls = make(job, key, self._seq, band)
-            self._seq += 1
-            self.classes[key] = cls
-            self.active[cls] = None
+            cls = self._new_class(job, key, band)
         insort(cls.jobs, self.policy.key(job))
-        self.of_job[job.id] = cls
+        self.size += 1
         self._count(cls, 1)
         return cls
 
-    def build(self, jobs: Any, make: Any) -> None:
-        """Add many jobs at once (grouped first, each class sorted once)."""
+    def _new_class(self, job: Job, key: tuple[Any, ...], band: Any) -> JobClass:
+        cls = self.make(job, key, self._seq, band)
+        self._seq += 1
+        self.classes[key] = cls
+        self.active[cls] = None
+        return cls
+
+    def build(self, jobs: Any) -> None:
+        """Add many jobs at once: one pass groups them by key with their order entries; each new
+        class is then sorted once."""
         policy = self.policy
-        band_of, key_of = policy.band, make.key
-        groups: dict[tuple[Any, ...], tuple[Any, list[Job]]] = {}
+        band_of, key_of, order_key = policy.band, self.make.key, policy.key
+        groups: dict[tuple[Any, ...], tuple[Job, Any, list[tuple[Any, ...]]]] = {}
         for job in jobs:
             band = band_of(job)
             key = key_of(job, band)
             group = groups.get(key)
             if group is None:
-                groups[key] = (band, [job])
+                groups[key] = (job, band, [order_key(job)])
             else:
-                group[1].append(job)
-        order_key = policy.key
-        for key, (band, members) in groups.items():
-            cls = self.classes.get(key)
-            if cls is not None:
-                for job in members:
-                    self.add(job, make)
-                continue
-            cls = make(members[0], key, self._seq, band)
-            self._seq += 1
-            self.classes[key] = cls
-            self.active[cls] = None
-            entries = [order_key(j) for j in members]
-            entries.sort()
-            cls.jobs = entries
-            of_job = self.of_job
-            for j in members:
-                of_job[j.id] = cls
-            self._count(cls, len(members))
+                group[2].append(order_key(job))
+        classes = self.classes
+        for key, (first, band, entries) in groups.items():
+            cls = classes.get(key)
+            if cls is None:
+                cls = self._new_class(first, key, band)
+                entries.sort()
+                cls.jobs = entries
+            else:
+                for entry in entries:
+                    insort(cls.jobs, entry)
+            self.size += len(entries)
+            self._count(cls, len(entries))
 
     def _count(self, cls: JobClass, sign: int) -> None:
         need = sign * cls.shape.workers * (cls.shape.gpus * 1000 or cls.shape.milli)
@@ -179,9 +183,11 @@ class ClassIndex:
             self.pairs[key] = (s + sign * cls.log_ratio, c + sign)
 
     def remove(self, job: Job) -> None:
-        cls = self.of_job.pop(job.id)
+        cls = self.class_of(job)
+        assert cls is not None, f"job {job.id} is not indexed"
         i = bisect_left(cls.jobs, self.policy.key(job))
         del cls.jobs[i]
+        self.size -= 1
         self._count(cls, -1)
         if not cls.jobs:
             del self.classes[cls.key]

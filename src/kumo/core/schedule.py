@@ -587,14 +587,16 @@ class Cycle:
         return explain.combine(reasons) if reasons else recorded
 
     def finish(self) -> Decisions:
-        of_job = self.index.of_job  # live: the view describes the snapshot until it next changes
+        index = self.index
+        pending = self.snap.pending  # live: the view describes the snapshot until it next changes
         runs = self.runs
         done = self.done
 
         def why(job_id: str) -> Reason | None:
             if job_id in done:
                 return None
-            cls = of_job.get(job_id)
+            job = pending.get(job_id)
+            cls = index.class_of(job) if job is not None else None
             if cls is None:
                 return None
             run = runs.get(cls.seq)
@@ -602,16 +604,15 @@ class Cycle:
                 if cls.park is not None:
                     return self._parked_reason(cls, cls.park.reason)
                 return Reason(explain.ORDER, "not considered in this cycle")
-            job = self.snap.pending.get(job_id)
-            long = job is not None and remaining_s(job) > run.threshold
+            long = remaining_s(job) > run.threshold
             if run.backfill_reason is not None and (run.reason is None or long):
                 return run.backfill_reason
             return run.reason
 
         def ids() -> Any:
-            return (j for j in of_job if j not in done)
+            return (j for j in pending if j not in done)
 
-        self.decisions.waiting = Waiting(ids, why, len(of_job) - len(done))
+        self.decisions.waiting = Waiting(ids, why, len(pending) - len(done))
         self.decisions.parks = [(self.index, run.cls, run.park if run.reason is not None and run.backfill_reason is None
                                  else None) for run in runs.values() if run.park is not None or run.cls.awake]
         return self.decisions

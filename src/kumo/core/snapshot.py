@@ -142,7 +142,7 @@ class Snapshot:
         self.ends: dict[int, list[tuple[float, str]]] = {p.id: [] for p in self.cluster.pools}
         self.usage: list[UsageSample] = []
         self.version = 0
-        self._indexes: dict[tuple[Any, ...], tuple[ClassIndex, _ClassMaker]] = {}
+        self._indexes: dict[tuple[Any, ...], ClassIndex] = {}
         self._rejected: dict[str, str] = {}
         self._ever_fits: dict[tuple[int, Shape], bool] = {}
         self._known_constraints: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
@@ -301,13 +301,13 @@ class Snapshot:
                 raise UnsatisfiableJobError(f"job {job.id!r}", problem)
             self._rejected[job.id] = problem
         self.pending[job.id] = job
-        for index, maker in self._indexes.values():
-            index.add(job, maker)
+        for index in self._indexes.values():
+            index.add(job)
 
     def _remove_pending(self, job_id: str) -> Job:
         job = self.pending.pop(job_id)
         self._rejected.pop(job_id, None)
-        for index, _ in self._indexes.values():
+        for index in self._indexes.values():
             index.remove(job)
         del self._job_refs[job_id]
         return job
@@ -319,12 +319,11 @@ class Snapshot:
         entry = self._indexes.get(key)
         if entry is None:
             policy = order_policy(profile)
-            index = ClassIndex(policy, profile.preemption_min_runtime_s)
-            maker = _ClassMaker(self, policy)
+            entry = ClassIndex(policy, _ClassMaker(self, policy), profile.preemption_min_runtime_s)
             with collector_paused():
-                index.build(self.pending.values(), maker)
-            entry = self._indexes[key] = (index, maker)
-        return entry[0]
+                entry.build(self.pending.values())
+            self._indexes[key] = entry
+        return entry
 
     # ------------------------------------------------------------------ running jobs
     def _add_running(self, alloc: Allocation, check: bool = False) -> Running:
@@ -385,7 +384,7 @@ class Snapshot:
     def _released(self, queue: int, request: dict[str, int], pool: int | None) -> None:
         quota = self.quota
         root = quota.root[queue]
-        for index, _ in self._indexes.values():
+        for index in self._indexes.values():
             for flavor in request:
                 borrowed = any(quota.borrowing(x, flavor) for x in self._tree(root))
                 index.quota_freed(root, flavor, lambda q, f=flavor: quota.available(q, f),
@@ -408,7 +407,7 @@ class Snapshot:
         flavor = "gpu." + rec.alloc.placement.model
         borrowing = quota.borrowing(q, flavor)
         start = rec.alloc.start_time
-        for index, _ in self._indexes.values():
+        for index in self._indexes.values():
             rank = index.policy.rank(rec.job, rec.job.attained_gpu_s, rec.job.work_done_s)
             index.victim_started([("q", q), ("t", root), ("all",)], rank, start)
             if borrowing:
@@ -447,7 +446,7 @@ class Snapshot:
         self.nodes[name] = dataclasses.replace(self.nodes[name], state=state)
         self._any_down = any(n.state is NodeState.DOWN for n in self.nodes.values())
         if state is NodeState.UP:
-            for index, _ in self._indexes.values():
+            for index in self._indexes.values():
                 index.room_freed(self.cluster.table.pool_of[n])
         self.version += 1
 
@@ -475,7 +474,7 @@ class Snapshot:
                 f"at {self.version}; schedule again"
             )
         now = decisions.now
-        for index, _ in self._indexes.values():
+        for index in self._indexes.values():
             for cls in index.due(now):
                 index.wake(cls)
         for index, cls, park in decisions.parks:
