@@ -140,7 +140,7 @@ class ClassIndex:
         return cls
 
     def _new_class(self, job: Job, key: tuple[Any, ...], band: Any) -> JobClass:
-        cls = self.make(job, key, self._seq, band)
+        cls: JobClass = self.make(job, key, self._seq, band)
         self._seq += 1
         self.classes[key] = cls
         self.active[cls] = None

@@ -596,7 +596,9 @@ class Cycle:
             if job_id in done:
                 return None
             job = pending.get(job_id)
-            cls = index.class_of(job) if job is not None else None
+            if job is None:
+                return None
+            cls = index.class_of(job)
             if cls is None:
                 return None
             run = runs.get(cls.seq)
