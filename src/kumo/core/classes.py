@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kumo.core.explain import Reason
@@ -37,11 +38,11 @@ def remaining_s(job: Job) -> float:
 
 
 class JobClass:
-    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "pkeys", "queue",
+    __slots__ = ("awake", "band", "jobs", "key", "leaf", "log_ratio", "never", "options", "park", "pid", "queue",
                  "rank", "rep", "seq", "shape")
 
     def __init__(self, key: tuple[Any, ...], seq: int, rep: Job, queue: int, leaf: int, band: Any,
-                 shape: Shape, options: tuple[Option, ...], never: str | None):
+                 shape: Shape, options: tuple[Option, ...], never: str | None, pid: int = -1):
         self.key = key
         self.seq = seq
         self.rep = rep
@@ -55,7 +56,7 @@ class JobClass:
         self.park: Park | None = None  # set while the class is parked (see ClassIndex.park)
         self.awake = False  # parked, but woken by freed quota alone: re-checked cheaply (see Cycle)
         self.rank: tuple[Any, ...] = ()  # preemption rank, the same for every job of the class
-        self.pkeys: dict[bool, tuple[Any, ...]] = {}  # preemption memo keys, by whether options were swapped
+        self.pid = pid  # equal for classes of equal shape and options (models, pools): one preemption search
         self.log_ratio = 0
         if len(options) >= 2 and options[0].speed != options[1].speed:
             self.log_ratio = round(math.log(options[0].speed / options[1].speed) * 1_000_000)
@@ -83,16 +84,16 @@ class Park:
 
     reason: Reason
     root: int = -1
-    thresholds: tuple[tuple[str, int], ...] = ()
+    thresholds: Mapping[str, int] = field(default_factory=dict)  # per flavor (never changed once the park is made)
     rank: tuple[Any, ...] | None = None
     rank_scope: tuple[Any, ...] | None = None
     reclaim_root: int | None = None
-    eligible_at: tuple[tuple[str, int], ...] = ()  # wake when its queue's usage drops to this
+    eligible_at: Mapping[str, int] = field(default_factory=dict)  # per flavor: wake when the queue's usage drops to it
     pools: tuple[int, ...] = ()
     wake_at: float | None = None  # a running job too young to preempt grows old enough then
 
     def flavors(self) -> set[str]:
-        return {f for f, _ in self.thresholds} | {f for f, _ in self.eligible_at}
+        return {*self.thresholds, *self.eligible_at}
 
 
 def shape_of(job: Job) -> Shape:
@@ -199,7 +200,7 @@ class ClassIndex:
         parking recorded as needed? Then nothing else changed for it and it stays blocked."""
         park = cls.park
         assert park is not None
-        thresholds = dict(park.thresholds)
+        thresholds = park.thresholds
         for opt in cls.options:
             flavor = quota.fits(cls.queue, opt.request)
             if flavor is None:
@@ -287,8 +288,8 @@ class ClassIndex:
         for cls in members:
             park = cls.park
             assert park is not None
-            t = dict(park.thresholds).get(flavor)
-            e = dict(park.eligible_at).get(flavor)
+            t = park.thresholds.get(flavor)
+            e = park.eligible_at.get(flavor)
             if (t is not None and available(cls.queue) >= t) or (borrowed and e is not None and usage(cls.queue) <= e):
                 woken.append(cls)
         for cls in sorted(woken, key=lambda c: c.seq):
@@ -313,6 +314,6 @@ class ClassIndex:
         at = start + self.grace
         for cls in self._by_reclaim.get(root, ()):
             assert cls.park is not None
-            limit = dict(cls.park.eligible_at).get(flavor)
+            limit = cls.park.eligible_at.get(flavor)
             if limit is not None and usage(cls.queue) <= limit:
                 self._set_timer(cls, at)

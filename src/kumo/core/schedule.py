@@ -90,6 +90,8 @@ class Cycle:
         self._young: dict[int, float | None] = {}
         self._due: set[JobClass] = set()
         self._holders: dict[int, str] = {}
+        self._qr: dict[tuple[int, str, int], Reason] = {}  # quota reasons at quota version _qr_version
+        self._qr_version = -1
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
@@ -187,9 +189,7 @@ class Cycle:
             flavor = self.quota.fits(cls.queue, opt.request)  # 2. admit
             if flavor is not None:
                 refused.append((opt, flavor))
-                need = opt.request[flavor]
-                parts = self.quota.describe_parts(cls.queue, flavor, need)
-                reasons.append(explain.quota_blocked(flavor, need, self._holder(cls.queue), parts))
+                reasons.append(self._quota_reason(cls.queue, flavor, opt.request[flavor]))
                 continue
             placeable.append(opt)
             for pool in opt.pools:  # 3. place
@@ -254,9 +254,9 @@ class Cycle:
             kind = prof.preemption_scope
             scope = ("q", q) if kind == "queue" else ("t", quota.root[q]) if kind == "cohort" else ("all",)
         wake_at = self._young_until(quota.root[q]) if (prof.preemption or prof.reclaim) else None
-        return Park(reason, quota.root[q], tuple(sorted(thresholds.items())), rank if scope else None, scope,
-                    quota.root[q] if eligible else None, tuple(sorted(eligible.items())),
-                    tuple(sorted(set(pools))), wake_at)
+        return Park(reason, quota.root[q], thresholds, rank if scope else None, scope,
+                    quota.root[q] if eligible else None, eligible,
+                    tuple(sorted(set(pools))) if pools else (), wake_at)
 
     def _young_until(self, root: int) -> float | None:
         """When the next running preemptible job of a cohort tree (of the cluster, for scope
@@ -282,6 +282,20 @@ class Cycle:
         """Most of ``opt``'s GPU flavor that preemption could free for the class's queue now."""
         reclaim = self.profile.reclaim and self.quota.parent[cls.queue] >= 0
         return sum(self._preemption_gains(cls, rank, opt, reclaim).values())
+
+    def _quota_reason(self, queue: int, flavor: str, need: int) -> Reason:
+        """Why ``need`` of ``flavor`` does not fit ``queue`` now (one reason per distinct request
+        while quota usage is unchanged: classes refused alike share it)."""
+        quota = self.quota
+        if self._qr_version != quota.version:
+            self._qr.clear()
+            self._qr_version = quota.version
+        key = (queue, flavor, need)
+        reason = self._qr.get(key)
+        if reason is None:
+            parts = quota.describe_parts(queue, flavor, need)
+            reason = self._qr[key] = explain.quota_blocked(flavor, need, self._holder(queue), parts)
+        return reason
 
     def _holder(self, queue: int) -> str:
         holder = self._holders.get(queue)
@@ -407,11 +421,7 @@ class Cycle:
     def try_preempt(self, run: _Run, job_id: str, options: tuple[Option, ...]) -> bool:
         cls = run.cls
         rank = cls.rank
-        swapped = options is not cls.options
-        key = cls.pkeys.get(swapped)
-        if key is None:
-            key = cls.pkeys[swapped] = (cls.queue, rank, cls.shape, tuple(o.model for o in options),
-                                        tuple(o.pools for o in options))
+        key = (cls.queue, rank, cls.pid, options is not cls.options)  # same search for the same key
         if key in self.preempt_memo:
             run.deficits = self.preempt_memo[key]
             return False

@@ -543,7 +543,8 @@ class _ClassMaker:
         self.snap = snap
         self.policy = policy
         self._never: dict[tuple[int, int], str | None] = {}
-        self._shapes: dict[int, tuple[tuple[Option, ...], Shape]] = {}  # signature id -> options, shape
+        self._shapes: dict[int, tuple[tuple[Option, ...], Shape, int]] = {}  # signature id -> options, shape, pid
+        self._pids: dict[tuple[Any, ...], int] = {}  # (shape, models, pools) -> preemption-search id
 
     def key(self, job: Job, band: Any) -> tuple[Any, ...]:
         """Queue, fair-share leaf, band and shape-and-constraints id: what makes jobs interchangeable."""
@@ -554,14 +555,17 @@ class _ClassMaker:
         q, p, sid = self.snap._job_refs[job.id]
         found = self._shapes.get(sid)
         if found is None:
-            found = self._shapes[sid] = (self.snap.options(job), shape_of(job))
-        options, shape = found
+            options, shape = self.snap.options(job), shape_of(job)
+            pkey = (shape, tuple(o.model for o in options), tuple(o.pools for o in options))
+            pid = self._pids.setdefault(pkey, len(self._pids))
+            found = self._shapes[sid] = (options, shape, pid)
+        options, shape, pid = found
         nkey = (q, sid)
         if nkey not in self._never:
             self._never[nkey] = self._never_admitted(job, q, options)
         never = self._never[nkey]
         leaf = p if self.policy.fair_share else -1
-        cls = JobClass(key, seq, job, q, leaf, band, shape, options, never)
+        cls = JobClass(key, seq, job, q, leaf, band, shape, options, never, pid)
         cls.rank = self.policy.rank(job, job.attained_gpu_s, job.work_done_s)
         return cls
 
