@@ -193,3 +193,34 @@ def test_jobs_on_a_down_node_are_requeued_with_a_reason():
     assert d.requeues == [Requeue("r", Reason("node-lost", "node eh200-0 is down"))]
     assert d.started()["j"].describe() == "1 node: eh200-1[0-7]"
     assert list(d.waiting) == []
+
+
+def test_quota_reasons_show_usage_at_the_moment_each_class_was_refused() -> None:
+    # x (16 GPUs) is refused while q holds 8/16; then a (4 GPUs) starts; y asks the same 16 as x
+    # and is refused with q at 12/16 — equal requests share a reason only while usage is unchanged.
+    snap = (cluster()
+            .pool("japan-east", "h200", nodes=4, gpus=8, prefix="n")
+            .queue("q", {"gpu.h200": 16})
+            .running_job("r", [("n0", tuple(range(8)))], priority=50)
+            .job("x", gpus=8, workers=2, priority=10)
+            .job("a", gpus=4, priority=5)
+            .job("y", gpus=8, workers=2, priority=0)
+            .snapshot())
+    d = schedule(snap, 0.0, Profile(order="priority", preemption=False, reclaim=False))
+    assert [s.job_id for s in d.starts] == ["a"]
+    assert d.why("x") == Reason("quota", "needs 16 gpu.h200; queue q holds 8/16 gpu.h200")
+    assert d.why("y") == Reason("quota", "needs 16 gpu.h200; queue q holds 12/16 gpu.h200")
+
+
+def test_classes_refused_alike_in_one_cycle_share_one_reason() -> None:
+    # two priority bands, one request: while nothing starts in between, one reason serves both
+    snap = (cluster()
+            .pool("japan-east", "h200", nodes=3, gpus=8, prefix="n")
+            .queue("q", {"gpu.h200": 16})
+            .running_job("r", [("n0", tuple(range(8)))], priority=50)
+            .job("hi", gpus=8, workers=2, priority=10)
+            .job("lo", gpus=8, workers=2, priority=0)
+            .snapshot())
+    d = schedule(snap, 0.0, Profile(order="priority", preemption=False, reclaim=False))
+    assert d.why("hi") == Reason("quota", "needs 16 gpu.h200; queue q holds 8/16 gpu.h200")
+    assert d.why("hi") is d.why("lo")
