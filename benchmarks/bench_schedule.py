@@ -8,7 +8,9 @@ preemptions that follows is scheduled cycle by cycle until it settles (reported 
 
 - a full cycle: ``schedule()`` on a snapshot freshly built from plain values (as after a controller
   restart): no class is parked and the job-class index is built inside the call
-  (``full_cycle_ms``); with the snapshot build itself (``full_cycle_with_build_ms``);
+  (``full_cycle_ms``); with the snapshot build itself (``full_cycle_with_build_ms``); and, timed
+  apart on other fresh snapshots, its parts (``full_cycle_parts_ms``): the job-class index, the
+  rest of the call, and the garbage collector's passes within that rest;
 - an incremental cycle: one running job finishes, the snapshot is updated, and scheduled again;
 - the naive baseline's full cycle on the same state.
 
@@ -60,6 +62,28 @@ def busy_snapshot(n_nodes: int, n_pending: int, seed: int) -> tuple[Snapshot, fl
     return snap, now, burst
 
 
+class GcTimer:
+    """Milliseconds the cyclic garbage collector ran while inside ``with`` (via ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.total += (time.perf_counter() - self._t0) * 1000.0
+
+    def __enter__(self) -> GcTimer:
+        self.total = 0.0
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def timed(fn):  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     out = fn()
@@ -89,6 +113,19 @@ def main() -> None:
         fulls.append(build_ms + cycle_ms)
     assert decisions is not None
 
+    # where a full cycle's time goes, on other fresh snapshots: the job-class index (built by
+    # schedule() on a cold snapshot), the rest of the call, and the collector's passes inside it
+    parts: dict[str, list[float]] = {"index": [], "rest": [], "gc": []}
+    gc_ms = GcTimer()
+    for _ in range(args.repeat):
+        fresh = Snapshot(**data)
+        _, index_ms = timed(lambda: fresh.class_index(PROFILE))  # noqa: B023
+        with gc_ms:
+            _, rest_ms = timed(lambda: schedule(fresh, now, PROFILE))  # noqa: B023
+        parts["index"].append(index_ms)
+        parts["rest"].append(rest_ms)
+        parts["gc"].append(gc_ms.total)
+
     rng = random.Random(11)
     incs, inc_starts = [], 0
     t = now
@@ -113,6 +150,7 @@ def main() -> None:
         "full_cycle_ms": round(statistics.median(cycles), 1),
         "full_cycle_build_ms": round(statistics.median(builds), 1),
         "full_cycle_with_build_ms": round(statistics.median(fulls), 1),
+        "full_cycle_parts_ms": {k: round(statistics.median(v), 1) for k, v in parts.items()},
         "incremental_cycle_ms": round(statistics.median(incs), 2),
         "incremental_cycle_p90_ms": round(sorted(incs)[int(0.9 * (len(incs) - 1))], 2),
         "incremental_starts_per_cycle": round(inc_starts / len(incs), 2),
