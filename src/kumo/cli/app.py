@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kumo import __version__
-from kumo.cli import demo
+from kumo.cli import demo, sim
 
 app = typer.Typer(
     name="kumo",
@@ -36,6 +36,7 @@ def _root(
 
 
 demo.register(app)
+sim.register(app)
 
 
 def main() -> None:

@@ -43,7 +43,8 @@ class TraceJob:
 
     def __post_init__(self) -> None:
         if not self.work_s >= 0 or self.work_s == float("inf"):
-            raise ValidationError(f"trace job {self.job.id!r}", f"work_s must be a finite number >= 0, got {self.work_s}")
+            raise ValidationError(f"trace job {self.job.id!r}",
+                                  f"work_s must be a finite number >= 0, got {self.work_s}")
 
     def duration_on(self, model: str) -> float:
         """Seconds the job runs alone on ``model`` GPUs."""
