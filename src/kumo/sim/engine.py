@@ -177,6 +177,7 @@ class Simulator:
                 changed |= self._handle(kind, name, now)
             if changed:
                 self._cycle(now)
+            self.series.append((now, self._busy, len(self.snap.pending)))
             if progress is not None and self.ended != done:
                 done = self.ended
                 progress(done, len(jobs))
@@ -221,8 +222,8 @@ class Simulator:
                 return False  # a stale completion of an attempt that was stopped
             self._stop(jid, now, completed=True)
             self.snap.finish(jid)
-            return True
-        if kind == _FAIL:
+            return bool(self.snap.pending)  # a round only if someone waits for what it freed
+        if kind == _FAIL:  # a round requeues what ran there
             self.failures += 1
             self.snap.set_node_state(name, NodeState.DOWN)
             self._push(now + self._rng.expovariate(1.0 / self.config.mttr_s) if self.config.mttr_s else now,
@@ -232,7 +233,7 @@ class Simulator:
             self.snap.set_node_state(name, NodeState.UP)
             if self.config.mtbf_s:
                 self._push(now + self._rng.expovariate(1.0 / self.config.mtbf_s), _FAIL, name)
-            return True
+            return bool(self.snap.pending)
         if kind == _TICK:
             self._next_tick = None
         else:
@@ -248,7 +249,6 @@ class Simulator:
             if not (d.preemptions or d.requeues):
                 break
         self.last = d
-        self.series.append((now, self._busy, len(self.snap.pending)))
         self._plan_rounds(now)
 
     def _assume(self, d: Decisions, now: float) -> None:
