@@ -256,6 +256,7 @@ def profiles(draw: st.DrawFn, backfill: bool | None = None, preemption: bool | N
         reclaim=draw(st.booleans()) if preemption is None else preemption,
         backfill=draw(st.booleans()) if backfill is None else backfill,
         heterogeneity=draw(st.booleans()),
+        migration=draw(st.booleans()),
     )
 
 

@@ -49,6 +49,8 @@ def sim(
     preemption: Annotated[bool, typer.Option("--preemption/--no-preemption")] = True,
     backfill: Annotated[bool, typer.Option("--backfill/--no-backfill")] = True,
     heterogeneity: Annotated[bool, typer.Option("--heterogeneity/--no-heterogeneity")] = True,
+    migration: Annotated[bool, typer.Option(
+        "--migration/--no-migration", help="Move running jobs to faster GPUs left free (a restart).")] = False,
     grace: Annotated[float, typer.Option(
         "--preemption-grace", help="Seconds a job runs before it may be preempted.")] = 600.0,
     tick: Annotated[float | None, typer.Option(
@@ -90,7 +92,7 @@ def sim(
             loaded = _with_checkpoints(loaded, checkpoint_interval)
         sim_cluster = load_cluster(cluster)
         profile = Profile(order=policy, preemption=preemption, reclaim=preemption, backfill=backfill,
-                          heterogeneity=heterogeneity, preemption_min_runtime_s=grace)
+                          heterogeneity=heterogeneity, migration=migration, preemption_min_runtime_s=grace)
         config = SimConfig(profile=profile, tick_s=tick, restart_cost_s=restart_cost,
                            checkpoint_on_preempt=checkpoint_on_preempt, estimates=estimates, mtbf_s=mtbf,
                            mttr_s=mttr, seed=seed)
@@ -148,9 +150,10 @@ def render(report: dict[str, Any], result: SimResult, console: Console) -> None:
     t.add_row("mean slowdown", "—" if report["slowdown_mean"] is None else f"{report['slowdown_mean']:.2f}", "1.00")
     t.add_row("makespan", _h(report["makespan_s"]), _h(report["lower_bound_makespan_s"]))
     t.add_row("utilization", f"{report['utilization']:.3f}", "")
-    t.add_row("preemptions / GPU-h lost", f"{report['preemptions']} / {report['work_lost_gpu_h']:,.1f}", "")
-    t.add_row("Jain's index", "—" if report["jain_index"] is None else f"{report['jain_index']:.3f}",
-              report["jain_over"])
+    t.add_row("preemptions / migrations / GPU-h lost",
+              f"{report['preemptions']} / {report['migrations']} / {report['work_lost_gpu_h']:,.1f}", "")
+    jain = "—" if report["jain_index"] is None else f"{report['jain_index']:.3f} (over {report['jain_over']})"
+    t.add_row("Jain's index", jain, "")
     t.add_row("finished / rejected / never started",
               f"{report['finished']} / {report['rejected']} / {report['waiting_at_end']}", "")
     t.add_row("simulated in", f"{report['wall_s']:.1f} s ({report['cycles']} scheduling rounds)", "")

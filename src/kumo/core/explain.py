@@ -18,6 +18,7 @@ PREEMPTION = "preemption"
 ORDER = "order"
 REJECTED = "rejected"
 LOST = "node-lost"
+MIGRATION = "migration"
 
 
 class Reason:

@@ -58,7 +58,11 @@ class Profile:
       stopping them invites thrashing: start, stop, start again);
     - ``backfill``: EASY backfill, one reservation per pool for the first job that cannot start;
     - ``heterogeneity``: prefer the GPU model a job runs fastest on unless that model is contended
-      and the job gains less from it than the waiting jobs do on average.
+      and the job gains less from it than the waiting jobs do on average;
+    - ``migration``: once every waiting job has had its turn, move a running job that has run for
+      ``preemption_min_runtime_s`` to GPUs left free on a model at least ``migration_min_speedup``
+      times faster for it (it is stopped and restarted there: enable this where jobs save their
+      state when stopped). Off by default.
     """
 
     order: str = "fair-share"
@@ -68,6 +72,8 @@ class Profile:
     preemption_min_runtime_s: float = 600.0
     backfill: bool = True
     heterogeneity: bool = True
+    migration: bool = False
+    migration_min_speedup: float = 1.25
     fair_share: FairShareParams = field(default_factory=FairShareParams)
     las: LASParams = field(default_factory=LASParams)
 
@@ -85,7 +91,10 @@ class Profile:
         m = self.preemption_min_runtime_s
         if isinstance(m, bool) or not isinstance(m, int | float) or not m >= 0 or m == float("inf"):
             raise ConfigError(f"profile: preemption_min_runtime_s must be a number >= 0, got {m!r}")
-        for name in ("preemption", "reclaim", "backfill", "heterogeneity"):
+        s = self.migration_min_speedup
+        if isinstance(s, bool) or not isinstance(s, int | float) or not 1.0 < s < float("inf"):
+            raise ConfigError(f"profile: migration_min_speedup must be a number above 1, got {s!r}")
+        for name in ("preemption", "reclaim", "backfill", "heterogeneity", "migration"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"profile: {name} must be true or false")
 

@@ -10,6 +10,7 @@
    (:mod:`kumo.core.preemption`);
 5. **backfill**: the first job that cannot start gets a reservation in its pool; later jobs may
    use the reserved nodes only if they end before it starts (:mod:`kumo.core.backfill`);
+   then, with ``Profile.migration``, running jobs move to faster GPUs that no waiting job took;
 6. **explain** every job that still waits (:mod:`kumo.core.explain`).
 
 The cycle works on private copy-on-write copies of the snapshot's mutable state; the snapshot is
@@ -28,8 +29,8 @@ from typing import Any
 
 from kumo.core import backfill, explain, preemption
 from kumo.core._gc import collector_paused
-from kumo.core.classes import JobClass, Option, Park, remaining_s
-from kumo.core.decisions import Decisions, Reject, Requeue, Reservation, Start, Waiting
+from kumo.core.classes import JobClass, Option, Park, remaining_s, shape_of
+from kumo.core.decisions import Decisions, Preempt, Reject, Requeue, Reservation, Start, Waiting
 from kumo.core.explain import Reason
 from kumo.core.fairshare import FairShareArbiter
 from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
@@ -46,6 +47,8 @@ def schedule(snapshot: Snapshot, now: float, profile: Profile = DEFAULT_PROFILE)
         cycle = Cycle(snapshot, now, profile)
         cycle.requeue_lost()  # 0
         cycle.run()  # 1-5
+        if profile.migration:
+            cycle.migrate()  # 5b
         return cycle.finish()  # 6
 
 
@@ -575,6 +578,66 @@ class Cycle:
             job_id, self.cluster.pools[best.pool].name, best.start_at,
             tuple((names[n], g) for n, g in best.gpus),
         ))
+
+    # ------------------------------------------------------------------ 5b. migrate
+    def migrate(self) -> None:
+        """Move running jobs to faster GPUs that stayed free after every waiting job had its turn:
+        a job old enough to be preempted, on a model where its speed is ``s``, moves to the first
+        of its options of speed ``>= s x migration_min_speedup`` with room and quota (reserved
+        nodes excluded). The largest speed-ups go first; a move is a ``Preempt`` of the job by
+        itself and a ``Start`` that waits for it (``preempting=(job,)``)."""
+        prof = self.profile
+        moves = []
+        for jid in sorted(self.running):
+            rec = self.running[jid]
+            if not self.may_preempt(rec):
+                continue
+            speed = rec.job.speed(rec.alloc.placement.model)
+            faster = [o for o in self.snap.options(rec.job) if o.speed >= speed * prof.migration_min_speedup]
+            if faster:
+                moves.append((speed / faster[0].speed, jid, faster))
+        moves.sort()
+        for _, jid, faster in moves:
+            self._migrate(self.running[jid], faster)
+
+    def _migrate(self, rec: Running, faster: list[Option]) -> None:
+        self.release(rec)
+        shape = shape_of(rec.job)
+        for opt in faster:
+            if self.quota.fits(rec.queue, opt.request) is not None:
+                continue
+            for pool in opt.pools:
+                hold = self.holds.get(pool)
+                slots = self.place(pool, shape, hold.nodes if hold else NO_EXCLUDE, memo=False)
+                if isinstance(slots, list):
+                    self._moved(rec, opt, pool, slots)
+                    return
+        self.retake(rec)
+
+    def _moved(self, rec: Running, opt: Option, pool: int, slots: list[Slot]) -> None:
+        job, jid = rec.job, rec.job.id
+        old = rec.alloc.placement.model
+        why = Reason(explain.MIGRATION, f"moved from {old} to {opt.model}, "
+                                        f"{opt.speed / job.speed(old):.2f}x faster for it")
+        self.decisions.preemptions.append(Preempt(jid, jid, why, preemption.work_lost_s(rec, self.now)))
+        self.victims.add(jid)
+        self._drop_running(jid)
+        self.fs.add(rec.project, rec.request, -1)
+        takes: list[Take] = []
+        for n, gpus, milli in slots:
+            self.cluster.take(n, gpus, milli, job.cpu_milli, job.mem_mib)
+            takes.append((n, gpus, milli, job.cpu_milli, job.mem_mib))
+        self.quota.add(rec.queue, opt.request)
+        self.fs.add(rec.project, opt.request)
+        names = self.cluster.table.names
+        workers = tuple(WorkerPlacement(i, names[n], gpus, milli) for i, (n, gpus, milli) in enumerate(slots))
+        placement = Placement(opt.model, self.cluster.pools[pool].region, workers)
+        self.decisions.starts.append(Start(jid, placement, (jid,)))
+        moved = self.running[jid] = Running(Allocation(job, placement, self.now), rec.queue, rec.project,
+                                            opt.request, takes, pool)
+        if moved.end is not None:
+            insort(self.ends_of(pool), (moved.end, jid))
+        self.started_now.add(jid)
 
     # ------------------------------------------------------------------ 6. explain
     def _parked_reason(self, cls: JobClass, recorded: Reason) -> Reason:

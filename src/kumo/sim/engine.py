@@ -85,6 +85,7 @@ class JobRecord:
     done_s: float = 0.0  # work kept so far, in seconds on a speed-1.0 GPU
     attempts: int = 0
     preemptions: int = 0  # stops by preemption or node loss
+    migrations: int = 0  # moves to faster GPUs (Profile.migration): a stop and a restart
     busy_gpu_s: float = 0.0  # GPU-seconds held, over all attempts
     lost_gpu_s: float = 0.0  # of those, GPU-seconds whose work was lost (incl. restart cost)
     models: list[str] = field(default_factory=list)  # GPU model of each attempt
@@ -145,6 +146,7 @@ class Simulator:
         self.ended = 0  # jobs finished or rejected
         self._busy = 0
         self._tick = self.config.tick()
+        self._migrating = self.config.profile.migration
         self._next_tick: float | None = None
         self._wakes: set[float] = set()
         self._rng = random.Random(self.config.seed)
@@ -222,7 +224,7 @@ class Simulator:
                 return False  # a stale completion of an attempt that was stopped
             self._stop(jid, now, completed=True)
             self.snap.finish(jid)
-            return bool(self.snap.pending)  # a round only if someone waits for what it freed
+            return bool(self.snap.pending) or self._migrating  # a round if someone may use what it freed
         if kind == _FAIL:  # a round requeues what ran there
             self.failures += 1
             self.snap.set_node_state(name, NodeState.DOWN)
@@ -238,7 +240,7 @@ class Simulator:
             self._next_tick = None
         else:
             self._wakes.discard(now)
-        return bool(self.snap.pending)
+        return bool(self.snap.pending) or self._migrating
 
     # ------------------------------------------------------------------ rounds
     def _cycle(self, now: float) -> None:
@@ -256,8 +258,9 @@ class Simulator:
             self.records[rej.job_id].rejected = rej.reason.message
             self.ended += 1
         stopped = [p.job_id for p in d.preemptions] + [r.job_id for r in d.requeues]
+        moved = {p.job_id for p in d.preemptions if p.by == p.job_id}
         for jid in stopped:
-            self._stop(jid, now, completed=False)
+            self._stop(jid, now, completed=False, migrated=jid in moved)
         self.snap.apply(d)
         for jid in stopped:
             self._sync_progress(jid)
@@ -279,7 +282,7 @@ class Simulator:
         end = now + overhead + max(0.0, rec.trace.work_s - rec.done_s) / speed
         self._push(end, _FINISH, f"{jid}#{attempt.token}")
 
-    def _stop(self, jid: str, now: float, completed: bool) -> None:
+    def _stop(self, jid: str, now: float, completed: bool, migrated: bool = False) -> None:
         rec = self.records[jid]
         a = self.running.pop(jid)
         self._busy -= rec.job.total_gpu_milli
@@ -291,7 +294,10 @@ class Simulator:
             rec.finish = now
             self.ended += 1
         else:
-            rec.preemptions += 1
+            if migrated:
+                rec.migrations += 1
+            else:
+                rec.preemptions += 1
             ci = rec.job.checkpoint_interval_s
             kept_run = run if self.config.checkpoint_on_preempt else (math.floor(run / ci) * ci if ci else 0.0)
             rec.done_s = min(rec.trace.work_s, rec.done_s + kept_run * a.speed)
@@ -309,14 +315,15 @@ class Simulator:
         self.snap.submit(dataclasses.replace(job, work_done_s=rec.done_s))
 
     def _plan_rounds(self, now: float) -> None:
-        """Rounds that time alone calls for while jobs wait (see the module docstring)."""
-        if not self.snap.pending or not self.snap.running:
+        """Rounds that time alone calls for while jobs wait, or while jobs may migrate (see the
+        module docstring)."""
+        if not self.snap.running or not (self.snap.pending or self._migrating):
             return
-        if self._tick and self._next_tick is None:
+        if self._tick and self._next_tick is None and self.snap.pending:
             self._next_tick = (math.floor(now / self._tick) + 1) * self._tick
             self._push(self._next_tick, _TICK, "")
         prof = self.config.profile
-        if (prof.preemption or prof.reclaim) and prof.preemption_min_runtime_s > 0:
+        if (prof.preemption or prof.reclaim or prof.migration) and prof.preemption_min_runtime_s > 0:
             grace = prof.preemption_min_runtime_s
             young = [a.start + grace for jid, a in self.running.items()
                      if a.start + grace > now and self.records[jid].job.preemptible]
