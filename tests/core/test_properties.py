@@ -269,7 +269,13 @@ def test_preemption_is_consistent(world: World, profile: Profile) -> None:
         alloc = snap.running[p.job_id].alloc
         assert alloc.job.preemptible, f"non-preemptible {p.job_id} was preempted"
         assert p.by in starts, f"{p.job_id} preempted for {p.by}, which did not start"
-        assert alloc.placement.model == starts[p.by].placement.model
+        if p.by == p.job_id:  # a migration: to a model at least migration_min_speedup faster for it
+            assert p.reason.code == "migration" and profile.migration
+            new, old = starts[p.by].placement.model, alloc.placement.model
+            assert alloc.job.speed(new) >= alloc.job.speed(old) * profile.migration_min_speedup
+            assert starts[p.by].preempting == (p.job_id,)
+        else:
+            assert alloc.placement.model == starts[p.by].placement.model
         assert p.reason.code and p.work_lost_s >= 0
         min_runtime = getattr(profile, "preemption_min_runtime_s", 0.0)
         assert world.now - alloc.start_time >= min_runtime, f"{p.job_id} preempted before its minimum runtime"

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kumo import __version__
-from kumo.cli import demo, sim
+from kumo.cli import demo, plan, sim, traces
 
 app = typer.Typer(
     name="kumo",
@@ -37,6 +37,8 @@ def _root(
 
 demo.register(app)
 sim.register(app)
+traces.register(app)
+plan.register(app)
 
 
 def main() -> None:
