@@ -124,3 +124,19 @@ def test_help_shows_the_sweep_and_target_forms() -> None:
     result = runner.invoke(app, ["plan", "--help"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert "MODEL=START:STOP:STEP[/PER_NODE]" in result.stdout and "queue:NAME:METRIC<=VALUE" in result.stdout
+
+
+def test_quota_split_sweep_in_the_table_and_json(tmp_path: Path) -> None:
+    # on 2 GPUs under FIFO, with no grace: geniac's job reclaims a GPU at once only when its queue
+    # holds nominal quota (share 0.5); with share 0 it waits for a 1000-s job of queue other
+    split = plan(tmp_path, "--preemption-grace", "0", "--quota-split", "geniac=0:0.5:0.5", "--json", sweep="v100=2")
+    assert split.exit_code == 0, split.output
+    p = json.loads(split.stdout)
+    assert [(c["quota"], c["target_value"], c["meets"]) for c in p["configs"]] == [
+        ("geniac=0", 1000.0, False), ("geniac=0.5", 0.0, True)]
+    assert p["best"]["quota"] == "geniac=0.5"
+    human = plan(tmp_path, "--preemption-grace", "0", "--quota-split", "geniac=0:0.5:0.5", sweep="v100=2")
+    assert "smallest configuration meeting queue:geniac:p95_queueing_s<=0: v100=2 with fifo, quota split " \
+           "geniac=0.5 (2 GPUs)" in human.stdout
+    bad = plan(tmp_path, "--quota-split", "geniac=2", sweep="v100=2")
+    assert bad.exit_code == 2 and "shares must be between 0 and 1" in bad.stderr

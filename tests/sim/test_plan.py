@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kumo.core import Profile
-from kumo.core.errors import ConfigError
+from kumo.core.errors import ConfigError, ValidationError
 from kumo.sim.cluster import parse_spec_string
 from kumo.sim.engine import SimConfig, simulate
 from kumo.sim.metrics import summary
@@ -248,3 +248,47 @@ def test_a_process_pool_gives_the_same_results_in_the_same_order() -> None:
     assert calls == list(range(1, 13))
     assert pooled.best is not None and alone.best is not None
     assert pooled.best.config == alone.best.config
+
+
+# --------------------------------------------------------------------------- quota splits
+
+
+def test_parse_split_forms() -> None:
+    from kumo.sim.plan import parse_split
+
+    assert parse_split("geniac=0.2:0.8:0.2") == ("geniac", [0.2, 0.4, 0.6, 0.8])
+    assert parse_split("geniac=0.5") == ("geniac", [0.5])
+    for bad, msg in [("geniac", "expected QUEUE=START:STOP:STEP"), ("g=0:1", "expected QUEUE=START:STOP:STEP"),
+                     ("g=0:1:0", "STEP must be positive"), ("g=0.5:1.5:0.5", "shares must be between 0 and 1")]:
+        with pytest.raises(ConfigError, match=msg):
+            parse_split(bad)
+
+
+def test_split_quota_gives_nominal_shares_in_one_cohort() -> None:
+    from kumo.sim.cluster import parse_spec_string, split_quota
+
+    c = split_quota(parse_spec_string("v100=4,k80=2"), {"a": 0.75}, ["a", "b", "c"])
+    nominal = {q.name: {f: x.nominal for f, x in q.quota} for q in c.queues}
+    assert nominal == {"a": {"gpu.v100": 3, "gpu.k80": 1}, "b": {"gpu.v100": 0, "gpu.k80": 0},
+                       "c": {"gpu.v100": 0, "gpu.k80": 0}}
+    assert {q.cohort for q in c.queues} == {"split"}
+    with pytest.raises(ValidationError, match="queue 'z' is not in the trace"):
+        split_quota(parse_spec_string("v100=4"), {"z": 0.5}, ["a"])
+
+
+def test_a_quota_split_sweep_protects_a_queue() -> None:
+    # two queues, two jobs each, all at 0, on 2 GPUs, no grace: a's jobs go first (FIFO) by
+    # borrowing; b reclaims what its nominal quota allows. With a=0 (b holds both GPUs' quota) b
+    # waits for nothing; with a=0.5 its second job waits 100 s (p95 95 s); with a=1 both wait 100 s.
+    from kumo.sim.plan import parse_split
+
+    t = trace(tjob("a1", 0, 100, queue="a"), tjob("a2", 0, 100, queue="a"),
+              tjob("b1", 0, 100, queue="b"), tjob("b2", 0, 100, queue="b"))
+    configs = grid([parse_sweep("v100=2")], ["fifo"], None, parse_split("a=0:1:0.5"))
+    assert [c.quota for c in configs] == [(("a", 0.0),), (("a", 0.5),), (("a", 1.0),)]
+    base = SimConfig(profile=Profile(order="fifo", preemption_min_runtime_s=0), checkpoint_on_preempt=True)
+    result = run_plan(t, configs, base, parse_target("queue:b:p95_queueing_s<=99"))
+    assert [r.value for r in result.results] == [0.0, 95.0, 100.0]
+    assert [r.meets for r in result.results] == [True, True, False]
+    assert result.best is not None and result.best.config.quota_string() == "a=0"
+    assert result.best.to_dict()["quota"] == "a=0"

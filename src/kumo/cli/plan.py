@@ -26,7 +26,17 @@ from rich.table import Table
 from kumo.core import KumoError, Profile
 from kumo.core.errors import ConfigError
 from kumo.sim.engine import SimConfig
-from kumo.sim.plan import Config, ConfigResult, PlanResult, Target, grid, parse_sweep, parse_target, run_plan
+from kumo.sim.plan import (
+    Config,
+    ConfigResult,
+    PlanResult,
+    Target,
+    grid,
+    parse_split,
+    parse_sweep,
+    parse_target,
+    run_plan,
+)
 from kumo.traces import READERS, Trace, read_trace
 
 
@@ -47,6 +57,10 @@ def plan(
     base_cluster: Annotated[str | None, typer.Option(
         "--base-cluster", help="Models that are not swept, as a spec like 'p100=8,k80=8'.")] = None,
     policies: Annotated[str, typer.Option("--policies", help="Order policies to try, comma-separated.")] = "las",
+    quota_split: Annotated[str | None, typer.Option(
+        "--quota-split", help="Shares of every GPU model's quota to give one queue: QUEUE=START:STOP:STEP "
+                              "(e.g. geniac=0.2:0.8:0.2) or QUEUE=SHARE; the other queues split the rest, "
+                              "all in one cohort.")] = None,
     target: Annotated[str | None, typer.Option(
         "--target", help="METRIC<=VALUE or METRIC>=VALUE over the summary, or queue:NAME:METRIC<=VALUE; "
                          "VALUE in seconds or as 90s, 30m, 2h30m, 1d.")] = None,
@@ -73,7 +87,8 @@ def plan(
             raise KumoError(f"{missing} is required")
         goal = parse_target(target)
         names = list(dict.fromkeys(p.strip() for p in policies.split(",") if p.strip()))
-        configs = grid([parse_sweep(s) for s in sweep], names, base_cluster)
+        split = parse_split(quota_split) if quota_split else None
+        configs = grid([parse_sweep(s) for s in sweep], names, base_cluster, split)
         base = SimConfig(profile=Profile(order=names[0] if names else "las", preemption_min_runtime_s=grace),
                          tick_s=tick, checkpoint_on_preempt=checkpoint_on_preempt, estimates=estimates)
         n = (os.cpu_count() or 1) if workers is None else workers
@@ -140,12 +155,16 @@ def render(report: dict[str, Any], result: PlanResult, console: Console) -> None
                   f"{len(result.results)} configurations, target [bold]{escape(str(target))}[/]")
     t = Table(show_header=True, header_style="bold")
     metric = f"{target.metric} ({target.queue})" if target.queue else target.metric
-    for col in ("GPUs per model", "GPUs", "policy", metric, "avg JCT", "p95 queueing", "utilization", "meets"):
-        t.add_column(col, justify="left" if col in ("GPUs per model", "policy") else "right")
+    split = any(r.config.quota for r in result.results)
+    cols = ["GPUs per model", "GPUs", "policy", *(["quota split"] if split else []), metric, "avg JCT",
+            "p95 queueing", "utilization", "meets"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("GPUs per model", "policy", "quota split") else "right")
     for r in result.results:
         f = r.figures
         meets = "[green]✓[/]" if r.meets else "[red]✗[/]" + (f" ({r.why_not})" if r.why_not else "")
-        t.add_row(r.config.spec_string(), str(r.config.total_gpus), r.config.policy, _fmt(r.value, target.seconds),
+        t.add_row(r.config.spec_string(), str(r.config.total_gpus), r.config.policy,
+                  *([r.config.quota_string()] if split else []), _fmt(r.value, target.seconds),
                   _fmt(f["avg_jct_s"], True), _fmt(f["queueing_s_p95"], True), f"{f['utilization']:.3f}", meets)
     console.print(t)
     for note in report["notes"]:
@@ -160,13 +179,17 @@ def conclusion(result: PlanResult) -> str:
     """The answer, in one line."""
     target, best = result.target, result.best
     if best is not None:
-        return (f"smallest configuration meeting {target}: {best.config.spec_string()} with {best.config.policy} "
-                f"({_gpus(best.config.total_gpus)})")
+        return (f"smallest configuration meeting {target}: {best.config.spec_string()} with {best.config.policy}"
+                f"{_quota(best.config)} ({_gpus(best.config.total_gpus)})")
     closest = result.closest()
     if closest is None:
         return f"no configuration meets {target}; none gave {target.metric} a value"
     return (f"no configuration meets {target}; the best reached {_fmt(closest.value, target.seconds)} "
-            f"({closest.config.spec_string()} with {closest.config.policy})")
+            f"({closest.config.spec_string()} with {closest.config.policy}{_quota(closest.config)})")
+
+
+def _quota(config: Config) -> str:
+    return f", quota split {config.quota_string()}" if config.quota else ""
 
 
 # --------------------------------------------------------------------------- files
@@ -212,7 +235,7 @@ def _plot(result: PlanResult, path: Path, title: str) -> None:
     ax.axhline(target.value / scale, color="tab:red", linestyle="--", label=f"target {target}")
     best = result.best
     if best is not None and best.value is not None:
-        label = f"chosen: {best.config.spec_string()}, {best.config.policy}"
+        label = f"chosen: {best.config.spec_string()}, {best.config.policy}{_quota(best.config)}"
         ax.plot([best.config.total_gpus], [best.value / scale], marker="*", markersize=18, color="gold",
                 markeredgecolor="black", linestyle="none", label=label)
     ax.set_xlabel("total GPUs")
@@ -234,7 +257,7 @@ def _lines(results: list[ConfigResult], target: Target) -> dict[str, list[tuple[
     for r in results:
         if r.value is None:
             continue
-        at = by.setdefault(r.config.policy, {})
+        at = by.setdefault(r.config.policy + (f" {r.config.quota_string()}" if r.config.quota else ""), {})
         total = r.config.total_gpus
         at[total] = better(at[total], r.value) if total in at else r.value
     return {p: sorted(at.items()) for p, at in by.items()}

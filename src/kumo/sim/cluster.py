@@ -15,6 +15,7 @@ whole cluster of every GPU model — no quota limits, so fair share alone arbitr
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,27 @@ class SimCluster:
             self.nodes, self.queues + [Queue(q, whole) for q in new_q], self.cohorts, programmes,
             self.projects + [Project(p, AUTO_PROGRAMME) for p in new_p], self.source, notes,
         )
+
+
+SPLIT_COHORT = "split"
+
+
+def split_quota(cluster: SimCluster, shares: dict[str, float], queues: list[str]) -> SimCluster:
+    """Every queue of ``queues`` with a nominal quota of its share of each GPU model (rounded
+    down): the queues named in ``shares`` get those fractions, the others split what is left
+    equally. All sit in one cohort without borrowing limits, so idle quota is lent and reclaimed."""
+    unknown = [q for q in shares if q not in queues]
+    if unknown:
+        raise ClusterSpecError("quota split", f"queue {unknown[0]!r} is not in the trace (queues: {', '.join(queues)})")
+    if any(not 0 <= v <= 1 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+        raise ClusterSpecError("quota split", f"shares must be between 0 and 1 and add up to at most 1, got {shares}")
+    rest = [q for q in queues if q not in shares]
+    left = max(0.0, 1.0 - sum(shares.values()))
+    share = {**{q: left / len(rest) for q in rest}, **shares}
+    gpus = cluster.gpus()
+    out = [Queue(q, {f"gpu.{m}": math.floor(share[q] * g) for m, g in gpus.items()}, SPLIT_COHORT) for q in queues]
+    return SimCluster(cluster.nodes, out, [Cohort(SPLIT_COHORT)], cluster.programmes, cluster.projects,
+                      cluster.source, cluster.notes)
 
 
 def parse_spec_string(text: str, region: str = "sim") -> SimCluster:

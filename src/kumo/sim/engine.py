@@ -7,7 +7,9 @@ nothing itself; it only knows what the scheduler must not — how long each job 
 (``TraceJob.work_s`` on a speed-1.0 GPU, scaled by the job's speed on the model it got).
 
 Events at one instant are applied together, then one scheduling round runs (another at the same
-instant when the round preempted, so capacity freed beyond the preemptors' needs is used).
+instant when the round preempted, so capacity freed beyond the preemptors' needs is used, or —
+with no preemption grace — when it started jobs while others still wait, since those may now be
+preempted or reclaimed; at most 8 rounds an instant).
 Rounds also run:
 
 - every ``tick_s`` while jobs wait, for policies whose ranks change with time (LAS, SRTF), where
@@ -244,11 +246,14 @@ class Simulator:
 
     # ------------------------------------------------------------------ rounds
     def _cycle(self, now: float) -> None:
+        prof = self.config.profile
+        # without a grace, jobs started in a round may be preempted (or reclaimed) in the next
+        recheck = prof.preemption_min_runtime_s == 0 and (prof.preemption or prof.reclaim)
         for _ in range(8):  # a round that preempted may leave freed capacity for the next one
-            d = schedule(self.snap, now, self.config.profile)
+            d = schedule(self.snap, now, prof)
             self.cycles += 1
             self._assume(d, now)
-            if not (d.preemptions or d.requeues):
+            if not (d.preemptions or d.requeues or (recheck and d.starts and self.snap.pending)):
                 break
         self.last = d
         self._plan_rounds(now)

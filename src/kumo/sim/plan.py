@@ -27,7 +27,7 @@ from typing import Any
 
 from kumo.core import KumoError
 from kumo.core.errors import ConfigError
-from kumo.sim.cluster import parse_spec_string
+from kumo.sim.cluster import SimCluster, parse_spec_string, split_quota
 from kumo.sim.engine import SimConfig, simulate
 from kumo.sim.metrics import summary
 from kumo.traces.base import Trace
@@ -187,6 +187,10 @@ class Config:
     gpus: dict[str, int]  # GPUs per model
     per_node: dict[str, int]  # GPUs per node, per model
     policy: str
+    quota: tuple[tuple[str, float], ...] = ()  # (queue, share of every GPU model), see split_quota
+
+    def quota_string(self) -> str:
+        return ",".join(f"{q}={s:g}" for q, s in self.quota)
 
     def spec_string(self) -> str:
         """For :func:`kumo.sim.cluster.parse_spec_string`, e.g. ``v100=8,k80=8/4``."""
@@ -198,9 +202,11 @@ class Config:
         return sum(self.gpus.values())
 
 
-def grid(sweeps: Sequence[Sweep], policies: Sequence[str], base: str | None = None) -> list[Config]:
-    """Every combination of sweep sizes and policies, smallest total first (ties: the policy order
-    given, then sweep order). ``base``: a spec string for models that are not swept (``k80=8``)."""
+def grid(sweeps: Sequence[Sweep], policies: Sequence[str], base: str | None = None,
+         split: QuotaSweep | None = None) -> list[Config]:
+    """Every combination of sweep sizes, policies and quota shares, smallest total first (ties: the
+    policy order given, then share, then sweep order). ``base``: a spec string for models that are
+    not swept (``k80=8``); ``split``: a queue and the shares of the cluster's quota to give it."""
     if not sweeps:
         raise ConfigError("plan: give at least one sweep, e.g. --sweep 'v100=4:16:4'")
     if not policies:
@@ -211,15 +217,42 @@ def grid(sweeps: Sequence[Sweep], policies: Sequence[str], base: str | None = No
         if models.count(m) > 1 or m in fixed:
             raise ConfigError(f"plan: GPU model {m!r} is swept twice" if models.count(m) > 1 else
                               f"plan: GPU model {m!r} is both swept and in the base cluster")
-    count = math.prod(len(s[1]) for s in sweeps) * len(policies)
+    shares: list[tuple[tuple[str, float], ...]] = [((split[0], v),) for v in split[1]] if split else [()]
+    count = math.prod(len(s[1]) for s in sweeps) * len(policies) * len(shares)
     if count > MAX_CONFIGS:
         raise ConfigError(f"plan: the sweep makes {count} configurations; at most {MAX_CONFIGS} "
                           "(use larger steps or fewer policies)")
     per = {m: p for m, _, p in sweeps} | fixed_per
-    configs = [Config({**dict(zip(models, sizes, strict=True)), **fixed}, per, policy)
-               for sizes in itertools.product(*(s[1] for s in sweeps)) for policy in policies]
+    configs = [Config({**dict(zip(models, sizes, strict=True)), **fixed}, per, policy, quota)
+               for sizes in itertools.product(*(s[1] for s in sweeps)) for policy in policies for quota in shares]
     rank = {p: i for i, p in enumerate(policies)}
-    return sorted(configs, key=lambda c: (c.total_gpus, rank[c.policy]))
+    return sorted(configs, key=lambda c: (c.total_gpus, rank[c.policy], c.quota))
+
+
+QuotaSweep = tuple[str, list[float]]
+SPLIT_FORM = "QUEUE=START:STOP:STEP (shares of the cluster, e.g. 'geniac=0.2:0.8:0.2') or QUEUE=SHARE"
+
+
+def parse_split(text: str) -> QuotaSweep:
+    """``geniac=0.2:0.8:0.2`` -> ("geniac", [0.2, 0.4, 0.6, 0.8]); ``geniac=0.5`` -> one share."""
+    queue, eq, spec = text.partition("=")
+    parts = spec.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if not eq or not queue.strip() or len(values) not in (1, 3):
+        raise ConfigError(f"plan: quota split {text!r}: expected {SPLIT_FORM}")
+    if len(values) == 1:
+        shares = values
+    else:
+        start, stop, step = values
+        if step <= 0 or stop < start:
+            raise ConfigError(f"plan: quota split {text!r}: STEP must be positive and STOP at least START")
+        shares = [round(start + i * step, 6) for i in range(math.floor((stop - start) / step + 1e-9) + 1)]
+    if any(not 0 <= v <= 1 for v in shares):
+        raise ConfigError(f"plan: quota split {text!r}: shares must be between 0 and 1")
+    return queue.strip(), shares
 
 
 def _base(base: str | None) -> tuple[dict[str, int], dict[str, int]]:
@@ -247,6 +280,7 @@ class ConfigResult:
     def to_dict(self) -> dict[str, Any]:
         c = self.config
         return {"spec": c.spec_string(), "gpus": dict(c.gpus), "total_gpus": c.total_gpus, "policy": c.policy,
+                "quota": c.quota_string() or None,
                 **self.figures, "target_value": self.value, "meets": self.meets, "why_not": self.why_not,
                 "wall_s": round(self.wall_s, 3)}
 
@@ -275,11 +309,17 @@ _Outcome = tuple[dict[str, Any] | None, str | None, float]  # (summary, error me
 _WORKER: dict[str, Any] = {}  # in a worker process: the trace and the base SimConfig
 
 
-def _simulate_one(trace: Trace, base: SimConfig, spec: str, policy: str) -> _Outcome:
+def build_cluster(trace: Trace, spec: str, quota: tuple[tuple[str, float], ...]) -> SimCluster:
+    cluster = parse_spec_string(spec)
+    return split_quota(cluster, dict(quota), trace.queues()) if quota else cluster
+
+
+def _simulate_one(trace: Trace, base: SimConfig, spec: str, policy: str,
+                  quota: tuple[tuple[str, float], ...] = ()) -> _Outcome:
     """kumo's errors come back as text: not all of them survive pickling."""
     started = time.perf_counter()
     try:
-        report = summary(simulate(trace, parse_spec_string(spec), sim_config(base, policy)))
+        report = summary(simulate(trace, build_cluster(trace, spec, quota), sim_config(base, policy)))
     except KumoError as e:
         return None, str(e), time.perf_counter() - started
     return report, None, time.perf_counter() - started
@@ -289,8 +329,8 @@ def _init_worker(trace: Trace, base: SimConfig) -> None:
     _WORKER.update(trace=trace, base=base)
 
 
-def _task(spec: str, policy: str) -> _Outcome:
-    return _simulate_one(_WORKER["trace"], _WORKER["base"], spec, policy)
+def _task(spec: str, policy: str, quota: tuple[tuple[str, float], ...]) -> _Outcome:
+    return _simulate_one(_WORKER["trace"], _WORKER["base"], spec, policy, quota)
 
 
 def sim_config(base: SimConfig, policy: str) -> SimConfig:
@@ -310,11 +350,11 @@ def run_plan(trace: Trace, configs: Sequence[Config], base: SimConfig, target: T
                           f"(queues: {', '.join(trace.queues())})")
     for c in configs:  # fail on a bad policy or cluster before any process starts
         sim_config(base, c.policy)
-        parse_spec_string(c.spec_string())
+        build_cluster(trace, c.spec_string(), c.quota)
     outcomes: list[_Outcome | None] = [None] * len(configs)
     if workers == 1 or len(configs) <= 1:
         for i, c in enumerate(configs):
-            outcomes[i] = _checked(_simulate_one(trace, base, c.spec_string(), c.policy))
+            outcomes[i] = _checked(_simulate_one(trace, base, c.spec_string(), c.policy, c.quota))
             if progress is not None:
                 progress(i + 1, len(configs))
     else:
@@ -326,7 +366,7 @@ def _run_pool(trace: Trace, configs: Sequence[Config], base: SimConfig, workers:
               outcomes: list[_Outcome | None], progress: Callable[[int, int], None] | None) -> None:
     context = multiprocessing.get_context("spawn")  # never fork a process that holds threads (the progress bar)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(trace, base)) as pool:
-        futures = {pool.submit(_task, c.spec_string(), c.policy): i for i, c in enumerate(configs)}
+        futures = {pool.submit(_task, c.spec_string(), c.policy, c.quota): i for i, c in enumerate(configs)}
         try:
             for done, future in enumerate(as_completed(futures), start=1):
                 outcomes[futures[future]] = _checked(future.result())
