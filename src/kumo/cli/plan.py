@@ -23,6 +23,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kumo.cli.options import (
+    CheckpointOnPreemptOpt,
+    EstimatesOpt,
+    FormatOpt,
+    GraceOpt,
+    MissingThroughputOpt,
+    ThroughputsOpt,
+    TickOpt,
+    TraceOpt,
+    load_trace,
+)
 from kumo.core import KumoError, Profile
 from kumo.core.errors import ConfigError
 from kumo.sim.engine import SimConfig
@@ -37,7 +48,7 @@ from kumo.sim.plan import (
     parse_target,
     run_plan,
 )
-from kumo.traces import READERS, Trace, read_trace
+from kumo.traces import Trace
 
 
 def register(app: typer.Typer) -> None:
@@ -45,12 +56,10 @@ def register(app: typer.Typer) -> None:
 
 
 def plan(
-    trace: Annotated[Path | None, typer.Option("--trace", help="Trace file (a folder for alibaba2020).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"Trace format: {', '.join(READERS)}.")] = "kumo",
-    throughputs: Annotated[Path | None, typer.Option(
-        "--throughputs", help="Gavel's throughput table (simulation_throughputs.json).")] = None,
-    missing_throughput: Annotated[str, typer.Option(
-        "--missing-throughput", help="Gavel jobs without a throughput entry: drop or clamp.")] = "drop",
+    trace: TraceOpt = None,
+    fmt: FormatOpt = "kumo",
+    throughputs: ThroughputsOpt = None,
+    missing_throughput: MissingThroughputOpt = "drop",
     sweep: Annotated[list[str] | None, typer.Option(
         "--sweep", help="Sizes of one GPU model: MODEL=START:STOP:STEP\\[/PER_NODE] (STOP included) or "
                         "MODEL=N\\[/PER_NODE]; once per swept model.")] = None,  # "\\[": not Rich markup
@@ -66,16 +75,10 @@ def plan(
                          "VALUE in seconds or as 90s, 30m, 2h30m, 1d.")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Simulations run at once, in separate processes (default: the CPU count).")] = None,
-    checkpoint_on_preempt: Annotated[bool, typer.Option(
-        "--checkpoint-on-preempt/--no-checkpoint-on-preempt",
-        help="A preempted job saves its work as it stops (Gavel's assumption).")] = False,
-    grace: Annotated[float, typer.Option(
-        "--preemption-grace", help="Seconds a job runs before it may be preempted.")] = 600.0,
-    estimates: Annotated[str, typer.Option(
-        "--estimates", help="Walltime estimates the scheduler sees: none, or exact (the real run time).")] = "none",
-    tick: Annotated[float | None, typer.Option(
-        "--tick", help="Seconds between rounds while jobs wait (default: 360 for LAS and SRTF, none "
-                       "otherwise; 0: none).")] = None,
+    checkpoint_on_preempt: CheckpointOnPreemptOpt = False,
+    grace: GraceOpt = 600.0,
+    estimates: EstimatesOpt = "none",
+    tick: TickOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for plan.json, plan.csv and plan.png.")] = None,
@@ -94,10 +97,7 @@ def plan(
         n = (os.cpu_count() or 1) if workers is None else workers
         if n < 1:
             raise ConfigError(f"--workers must be at least 1, got {n}")
-        options: dict[str, Any] = {}
-        if fmt == "gavel":
-            options = {"throughputs": throughputs, "missing_throughput": missing_throughput}
-        loaded = read_trace(trace, fmt, **options)
+        loaded = load_trace(trace, fmt, throughputs, missing_throughput)
         started = time.perf_counter()
         result = _run(loaded, configs, base, goal, n, quiet=as_json)
         report = plan_report(result, loaded.jobs, loaded.notes, trace=str(trace), format=fmt, workers=n,

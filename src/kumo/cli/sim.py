@@ -20,13 +20,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kumo.cli.options import (
+    CheckpointOnPreemptOpt,
+    EstimatesOpt,
+    FormatOpt,
+    GraceOpt,
+    MissingThroughputOpt,
+    ThroughputsOpt,
+    TickOpt,
+    TraceOpt,
+    load_trace,
+)
 from kumo.core import ORDER_POLICIES, KumoError, Profile
 from kumo.sim.cluster import load_cluster
 from kumo.sim.engine import SimConfig, SimResult, simulate
 from kumo.sim.isolated import isolated_jcts
 from kumo.sim.metrics import summary
 from kumo.sim.report import write_outputs
-from kumo.traces import READERS, Trace, read_trace
+from kumo.traces import Trace
 
 SIZE_BLIND = ("fifo", "priority", "fair-share", "las")  # policies that read neither durations nor estimates
 
@@ -36,31 +47,23 @@ def register(app: typer.Typer) -> None:
 
 
 def sim(
-    trace: Annotated[Path | None, typer.Option("--trace", help="Trace file (a folder for alibaba2020).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help=f"Trace format: {', '.join(READERS)}.")] = "kumo",
+    trace: TraceOpt = None,
+    fmt: FormatOpt = "kumo",
     cluster: Annotated[str | None, typer.Option(
         "--cluster", help="Cluster YAML file, or a spec like 'v100=8,p100=8,k80=8' (1 GPU per node) "
                           "or 'h200=512/8' (8 GPUs per node).")] = None,
     policy: Annotated[str, typer.Option("--policy", help="Order policy (see --list-policies).")] = "fair-share",
-    throughputs: Annotated[Path | None, typer.Option(
-        "--throughputs", help="Gavel's throughput table (simulation_throughputs.json).")] = None,
-    missing_throughput: Annotated[str, typer.Option(
-        "--missing-throughput", help="Gavel jobs without a throughput entry: drop or clamp.")] = "drop",
+    throughputs: ThroughputsOpt = None,
+    missing_throughput: MissingThroughputOpt = "drop",
     preemption: Annotated[bool, typer.Option("--preemption/--no-preemption")] = True,
     backfill: Annotated[bool, typer.Option("--backfill/--no-backfill")] = True,
     heterogeneity: Annotated[bool, typer.Option("--heterogeneity/--no-heterogeneity")] = True,
     migration: Annotated[bool, typer.Option(
         "--migration/--no-migration", help="Move running jobs to faster GPUs left free (a restart).")] = False,
-    grace: Annotated[float, typer.Option(
-        "--preemption-grace", help="Seconds a job runs before it may be preempted.")] = 600.0,
-    tick: Annotated[float | None, typer.Option(
-        "--tick", help="Seconds between rounds while jobs wait (default: 360 for LAS and SRTF, none "
-                       "otherwise; 0: none).")] = None,
-    estimates: Annotated[str, typer.Option(
-        "--estimates", help="Walltime estimates the scheduler sees: none, or exact (the real run time).")] = "none",
-    checkpoint_on_preempt: Annotated[bool, typer.Option(
-        "--checkpoint-on-preempt/--no-checkpoint-on-preempt",
-        help="A preempted job saves its work as it stops (Gavel's assumption).")] = False,
+    grace: GraceOpt = 600.0,
+    tick: TickOpt = None,
+    estimates: EstimatesOpt = "none",
+    checkpoint_on_preempt: CheckpointOnPreemptOpt = False,
     checkpoint_interval: Annotated[float | None, typer.Option(
         "--checkpoint-interval", help="Checkpoint interval (s) for jobs the trace gives none.")] = None,
     restart_cost: Annotated[float, typer.Option("--restart-cost", help="Seconds added to every restart.")] = 0.0,
@@ -84,10 +87,7 @@ def sim(
         if trace is None or cluster is None:
             missing = "--trace" if trace is None else "--cluster"
             raise KumoError(f"{missing} is required (or --list-policies)")
-        options: dict[str, Any] = {}
-        if fmt == "gavel":
-            options = {"throughputs": throughputs, "missing_throughput": missing_throughput}
-        loaded = read_trace(trace, fmt, **options)
+        loaded = load_trace(trace, fmt, throughputs, missing_throughput)
         if checkpoint_interval is not None:
             loaded = _with_checkpoints(loaded, checkpoint_interval)
         sim_cluster = load_cluster(cluster)

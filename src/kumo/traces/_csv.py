@@ -84,10 +84,7 @@ class Row:
         text = self.text(column)
         if not text and default is not None:
             return default
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
+        value = _float(text)
         if not (math.isfinite(value) and value >= 0 and value == int(value)):
             raise self.error(column, f"expected a whole number >= 0, got {text!r}")
         return int(value)
@@ -97,10 +94,7 @@ class Row:
         text = self.text(column)
         if not text and default is not None:
             return default
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
+        value = _float(text)
         if not (math.isfinite(value) and value >= 0):
             raise self.error(column, f"expected a number >= 0, got {text!r}")
         return value
@@ -237,3 +231,11 @@ def check_selection(limit: int | None, start: float | None, end: float | None) -
 
 
 # --------------------------------------------------------------------------- the reader
+
+
+def _float(text: str) -> float:
+    """``float(text)``, or NaN where it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
