@@ -197,7 +197,7 @@ def test_gangs_start_whole(world: World, profile: Profile) -> None:
     d = schedule(snap, world.now, profile)
     assert len({s.job_id for s in d.starts}) == len(d.starts)
     for s in d.starts:
-        job = snap.pending[s.job_id]
+        job = snap.pending[s.job_id] if s.job_id in snap.pending else snap.running[s.job_id].job  # or migrating
         pl = s.placement
         assert [w.rank for w in pl.workers] == list(range(job.workers))
         for w in pl.workers:
@@ -284,7 +284,9 @@ def test_preemption_is_consistent(world: World, profile: Profile) -> None:
         assert sorted(s.preempting) == sorted(by_it)
         assert len(set(s.preempting)) == len(s.preempting)
     if not (profile.preemption or profile.reclaim):
-        assert d.preemptions == []
+        assert [p for p in d.preemptions if p.by != p.job_id] == []  # only migrations (profile.migration)
+    if not profile.migration:
+        assert all(p.by != p.job_id for p in d.preemptions)
 
 
 # --------------------------------------------------------------------------- 5. constraints
@@ -296,7 +298,7 @@ def test_region_and_model_constraints(world: World, profile: Profile) -> None:
     snap = world.snapshot()
     d = schedule(snap, world.now, profile)
     for s in d.starts:
-        job = snap.pending[s.job_id]
+        job = snap.pending[s.job_id] if s.job_id in snap.pending else snap.running[s.job_id].job  # or migrating
         pl = s.placement
         if job.regions:
             assert pl.region in job.regions

@@ -86,8 +86,8 @@ def test_a_target_prints_as_written_without_spaces() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("avg_jct_s<1h", "target 'avg_jct_s<1h': expected METRIC<=VALUE, METRIC>=VALUE or queue:NAME:METRIC<=VALUE, "
-                     "e.g. 'queue:geniac:p95_queueing_s<=1h'"),
+    ("avg_jct_s<1h", "target 'avg_jct_s<1h': expected METRIC<=VALUE, METRIC>=VALUE, queue:NAME:METRIC<=VALUE or "
+                     "programme:NAME:METRIC<=VALUE, e.g. 'programme:geniac:p95_queueing_s<=1h'"),
     ("jct<=1h", f"target 'jct<=1h': unknown metric 'jct'; choose one of {', '.join(summary_metrics())}"),
     ("queue:geniac:utilization>=0.5", "target 'queue:geniac:utilization>=0.5': unknown queue metric 'utilization'; "
                                       f"choose one of {', '.join(queue_metrics())}"),
@@ -292,3 +292,21 @@ def test_a_quota_split_sweep_protects_a_queue() -> None:
     assert [r.meets for r in result.results] == [True, True, False]
     assert result.best is not None and result.best.config.quota_string() == "a=0"
     assert result.best.to_dict()["quota"] == "a=0"
+
+
+def test_programme_targets_read_the_programme_entry() -> None:
+    # the synthetic generator puts each programme's project in that programme; the target bounds
+    # the programme's p95 queueing delay
+    from kumo.traces.synthetic import generate
+
+    t = generate(60, 1, programmes={"geniac": 1.0, "univ": 1.0}, rate_per_h=600, median_s=600)
+    target = parse_target("programme:geniac:p95_queueing_s<=1h")
+    assert (target.programme, target.queue, str(target)) == ("geniac", None, "programme:geniac:p95_queueing_s<=1h")
+    report = summary(simulate(t, parse_spec_string("v100=64/8"), SimConfig(profile=Profile(order="fifo"))))
+    assert set(report["programmes"]) == {"geniac", "univ"}
+    assert target.value_of(report) == report["programmes"]["geniac"]["p95_queueing_s"]
+    assert report["programmes"]["geniac"]["jobs"] + report["programmes"]["univ"]["jobs"] == 60
+    result = run_plan(t, grid([parse_sweep("v100=64/8")], ["fifo"]), SimConfig(), target)
+    assert result.results[0].value == report["programmes"]["geniac"]["p95_queueing_s"]
+    with pytest.raises(ConfigError, match="names programme 'nope', which the trace does not have"):
+        run_plan(t, grid([parse_sweep("v100=8")], ["fifo"]), SimConfig(), parse_target("programme:nope:avg_jct_s<=1"))

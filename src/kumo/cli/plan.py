@@ -132,6 +132,7 @@ def plan_report(result: PlanResult, jobs: list[Any], notes: list[str], **extra: 
     return {
         **extra, "jobs": len(jobs),
         "target": str(result.target), "target_metric": result.target.metric, "target_queue": result.target.queue,
+        "target_programme": result.target.programme,
         "target_op": result.target.op, "target_bound": result.target.value,
         "configs": [r.to_dict() for r in result.results],
         "best": best.to_dict() if best else None,
@@ -154,7 +155,8 @@ def render(report: dict[str, Any], result: PlanResult, console: Console) -> None
     console.print(f"[bold]{escape(report['trace'])}[/] ({report['format']}, {report['jobs']} jobs): "
                   f"{len(result.results)} configurations, target [bold]{escape(str(target))}[/]")
     t = Table(show_header=True, header_style="bold")
-    metric = f"{target.metric} ({target.queue})" if target.queue else target.metric
+    scope_name = target.queue or target.programme
+    metric = f"{target.metric} ({scope_name})" if scope_name else target.metric
     split = any(r.config.quota for r in result.results)
     cols = ["GPUs per model", "GPUs", "policy", *(["quota split"] if split else []), metric, "avg JCT",
             "p95 queueing", "utilization", "meets"]
@@ -240,7 +242,7 @@ def _plot(result: PlanResult, path: Path, title: str) -> None:
                 markeredgecolor="black", linestyle="none", label=label)
     ax.set_xlabel("total GPUs")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    scope = f", queue {target.queue}" if target.queue else ""
+    scope = f", queue {target.queue}" if target.queue else f", programme {target.programme}" if target.programme else ""
     ax.set_ylabel(target.metric + (" (h)" if target.seconds else "") + scope)
     ax.set_title(f"{title}: {len(result.results)} configurations", fontsize=9)
     ax.grid(alpha=0.3)

@@ -121,7 +121,7 @@ def _with_checkpoints(trace: Trace, interval: float) -> Trace:
 
     jobs = [t if t.job.checkpoint_interval_s else
             TraceJob(dataclasses.replace(t.job, checkpoint_interval_s=interval), t.work_s) for t in trace.jobs]
-    return Trace(jobs, trace.source, trace.format, trace.dropped, trace.notes)
+    return Trace(jobs, trace.source, trace.format, trace.dropped, trace.notes, trace.programme_of)
 
 
 def _run(trace: Trace, cluster: Any, config: SimConfig, quiet: bool) -> SimResult:

@@ -8,9 +8,10 @@ Two forms are accepted wherever a cluster is asked for:
 - a YAML file in kumo's spec schema (``src/kumo/spec.py``): ``node_groups``, ``programmes``,
   ``projects``, ``cohorts`` and ``queues``; its ``jobs`` and ``running`` are ignored.
 
-Queues and projects that a trace names but the cluster does not define are created: programme
-``trace`` holds one project per such name (weight 1), and each such queue's nominal quota is the
-whole cluster of every GPU model — no quota limits, so fair share alone arbitrates between them.
+Queues and projects that a trace names but the cluster does not define are created: each such
+project (weight 1) goes into the programme the trace names for it (``Trace.programme_of``, e.g.
+the synthetic generator's programmes) or else programme ``trace``, and each such queue's nominal
+quota is the whole cluster of every GPU model — no quota limits, so fair share alone arbitrates.
 """
 
 from __future__ import annotations
@@ -52,22 +53,25 @@ class SimCluster:
     def total_gpus(self) -> int:
         return sum(n.gpus for n in self.nodes)
 
-    def with_tenancy(self, queues: list[str], projects: list[str]) -> SimCluster:
-        """A copy in which every named queue and project exists (see the module docstring)."""
+    def with_tenancy(self, queues: list[str], projects: list[str],
+                     programme_of: dict[str, str] | None = None) -> SimCluster:
+        """A copy in which every named queue and project exists (see the module docstring);
+        ``programme_of`` places new projects in the trace's programmes."""
         have_q = {q.name for q in self.queues}
         have_p = {p.name for p in self.projects}
         new_q = [q for q in queues if q not in have_q]
         new_p = [p for p in projects if p not in have_p]
+        owner = {p: (programme_of or {}).get(p, AUTO_PROGRAMME) for p in new_p}
         programmes = list(self.programmes)
-        if new_p and AUTO_PROGRAMME not in {p.name for p in programmes}:
-            programmes.append(Programme(AUTO_PROGRAMME))
+        have_g = {g.name for g in programmes}
+        programmes += [Programme(g) for g in dict.fromkeys(owner.values()) if g not in have_g]
         whole = {f"gpu.{m}": g for m, g in self.gpus().items()}
         notes = list(self.notes)
         if new_q:
             notes.append(f"{len(new_q)} queue(s) named by the trace were created with the whole cluster as quota")
         return SimCluster(
             self.nodes, self.queues + [Queue(q, whole) for q in new_q], self.cohorts, programmes,
-            self.projects + [Project(p, AUTO_PROGRAMME) for p in new_p], self.source, notes,
+            self.projects + [Project(p, owner[p]) for p in new_p], self.source, notes,
         )
 
 

@@ -132,7 +132,7 @@ class Simulator:
     def __init__(self, trace: Trace, cluster: SimCluster, config: SimConfig | None = None) -> None:
         self.trace = trace
         self.config = config or SimConfig()
-        self.cluster = cluster.with_tenancy(trace.queues(), trace.projects())
+        self.cluster = cluster.with_tenancy(trace.queues(), trace.projects(), trace.programme_of)
         c = self.cluster
         self.snap = Snapshot(c.nodes, c.queues, cohorts=c.cohorts, programmes=c.programmes, projects=c.projects,
                              unsatisfiable="reject")

@@ -47,7 +47,8 @@ def isolated_jcts(result: SimResult, progress: Callable[[str], None] | None = No
             alone = result
         else:
             largest = max(t.job.total_gpu_milli // 1000 or 1 for t in jobs)
-            trace = Trace(list(jobs), result.trace.source, result.trace.format)
+            trace = Trace(list(jobs), result.trace.source, result.trace.format,
+                          programme_of=result.trace.programme_of)
             alone = simulate(trace, share_cluster(result.cluster, share, largest), result.config)
         jcts = [r.finish - r.job.submit_time for r in alone.records.values() if r.finish is not None]
         if jcts:

@@ -4,7 +4,7 @@ Per job: JCT (finish - submit), queueing delay (first start - submit) and slowdo
 job's lower bound: its work alone on the fastest GPU model it may use in this cluster). Summaries
 give the mean, p50, p95 and p99 of each. Cluster-wide: makespan (last finish - first submit),
 utilization (GPU-seconds held / (GPUs x makespan)), preemptions and the GPU-hours whose work was
-lost. Per queue: jobs, JCTs, the share of all GPU-seconds it received against its fair share
+lost. Per queue (and per programme): jobs, JCTs, the share of all GPU-seconds it received against its fair share
 (its project weights' share among the trace's queues), and — when isolated runs are asked for —
 finish-time fairness ρ = its mean JCT here / its mean JCT alone on its fair share of the cluster
 (Themis); Jain's index over the queues' ρ (or, without isolated runs, over received / fair share).
@@ -111,6 +111,7 @@ def summary(result: SimResult, isolated: dict[str, float] | None = None) -> dict
         "policy": result.config.profile.order,
     }
     out["queues"] = per_queue(result, rows, busy, isolated)
+    out["programmes"] = per_programme(result, rows, busy)
     values = [q["rho"] for q in out["queues"].values()] if isolated else \
         [q["gpu_share"] / q["fair_share"] for q in out["queues"].values() if q["fair_share"]]
     out["jain_index"] = jain(values)
@@ -149,6 +150,22 @@ def per_queue(result: SimResult, rows: list[dict[str, Any]], busy: float,
             entry["isolated_avg_jct_s"] = isolated[q]
             entry["rho"] = entry["avg_jct_s"] / isolated[q]
         out[q] = entry
+    return out
+
+
+def per_programme(result: SimResult, rows: list[dict[str, Any]], busy: float) -> dict[str, dict[str, Any]]:
+    """Per programme (of the jobs' projects): jobs, JCT, queueing and GPU share."""
+    of = {p.name: p.programme for p in result.cluster.projects}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(of.get(r["project"], ""), []).append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for g, mine in groups.items():
+        done = [r["jct_s"] for r in mine if r["status"] == "finished"]
+        gpu_s = sum(r["busy_gpu_s"] for r in mine)
+        out[g] = {"jobs": len(mine), "finished": len(done), "avg_jct_s": _mean(done),
+                  "p95_queueing_s": _pct([r["queueing_s"] for r in mine if r["queueing_s"] is not None], 95),
+                  "gpu_h": gpu_s / 3600.0, "gpu_share": gpu_s / busy if busy else 0.0}
     return out
 
 

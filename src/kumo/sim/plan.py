@@ -33,7 +33,8 @@ from kumo.sim.metrics import summary
 from kumo.traces.base import Trace
 
 SWEEP_FORM = "MODEL=START:STOP:STEP[/PER_NODE] or MODEL=N[/PER_NODE], e.g. 'h200=64:512:64/8'"
-TARGET_FORM = "METRIC<=VALUE, METRIC>=VALUE or queue:NAME:METRIC<=VALUE, e.g. 'queue:geniac:p95_queueing_s<=1h'"
+TARGET_FORM = ("METRIC<=VALUE, METRIC>=VALUE, queue:NAME:METRIC<=VALUE or programme:NAME:METRIC<=VALUE, "
+               "e.g. 'programme:geniac:p95_queueing_s<=1h'")
 MAX_CONFIGS = 1000
 KEPT = ("avg_jct_s", "p95_jct_s", "queueing_s_p95", "makespan_s", "utilization", "finished", "rejected",
         "waiting_at_end")
@@ -41,7 +42,7 @@ KEPT = ("avg_jct_s", "p95_jct_s", "queueing_s_p95", "makespan_s", "utilization",
 Sweep = tuple[str, list[int], int]  # GPU model, sizes, GPUs per node
 
 _SWEEP = re.compile(r"^\s*([a-z][a-z0-9_-]*)\s*=\s*([^/]*?)\s*(?:/\s*(\S*)\s*)?$")
-_TARGET = re.compile(r"^\s*(?:queue:(\S+):)?([A-Za-z0-9_]+)\s*(<=|>=)\s*(\S.*?)\s*$")
+_TARGET = re.compile(r"^\s*(?:(queue|programme):(\S+):)?([A-Za-z0-9_]+)\s*(<=|>=)\s*(\S.*?)\s*$")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d*)?)d)?(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?$")
 _UNITS = (86400.0, 3600.0, 60.0, 1.0)
 
@@ -88,16 +89,17 @@ def _positive(text: str, name: str, value: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A bound on one summary figure (``queue`` set: on that queue's entry of the summary)."""
+    """A bound on one summary figure (``queue`` or ``programme`` set: on that entry of the summary)."""
 
     metric: str
     op: str  # "<=" or ">="
     value: float
     queue: str | None = None
     text: str = field(default="", compare=False)  # as the user wrote it (spaces removed)
+    programme: str | None = None
 
     def __str__(self) -> str:
-        scope = f"queue:{self.queue}:" if self.queue else ""
+        scope = f"queue:{self.queue}:" if self.queue else f"programme:{self.programme}:" if self.programme else ""
         return self.text or f"{scope}{self.metric}{self.op}{self.value:g}"
 
     @property
@@ -107,7 +109,12 @@ class Target:
 
     def value_of(self, report: dict[str, Any]) -> float | None:
         """The metric's value in a summary (None: no job gave it a value, or no such queue)."""
-        scope = report.get("queues", {}).get(self.queue, {}) if self.queue else report
+        if self.queue:
+            scope = report.get("queues", {}).get(self.queue, {})
+        elif self.programme:
+            scope = report.get("programmes", {}).get(self.programme, {})
+        else:
+            scope = report
         value = scope.get(self.metric)
         return None if value is None else float(value)
 
@@ -119,7 +126,7 @@ class Target:
 
 
 @functools.cache
-def _figures() -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _figures() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """The numeric keys of a summary and of one of its queue entries, read off a one-job run so
     that figures added to :func:`kumo.sim.metrics.summary` become targets by themselves."""
     from kumo.core import Job
@@ -131,7 +138,7 @@ def _figures() -> tuple[tuple[str, ...], tuple[str, ...]]:
     def numeric(d: dict[str, Any]) -> tuple[str, ...]:
         return tuple(k for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool))
 
-    return numeric(report), numeric(report["queues"]["q"])
+    return numeric(report), numeric(report["queues"]["q"]), numeric(report["programmes"]["trace"])
 
 
 def summary_metrics() -> tuple[str, ...]:
@@ -149,12 +156,14 @@ def parse_target(text: str) -> Target:
     m = _TARGET.match(text)
     if m is None:
         raise ConfigError(f"target {text!r}: expected {TARGET_FORM}")
-    queue, metric, op, value_text = m.groups()
-    valid = queue_metrics() if queue else summary_metrics()
+    kind, name, metric, op, value_text = m.groups()
+    valid = queue_metrics() if kind == "queue" else _figures()[2] if kind == "programme" else summary_metrics()
     if metric not in valid:
-        where = "queue metric" if queue else "metric"
+        where = f"{kind} metric" if kind else "metric"
         raise ConfigError(f"target {text!r}: unknown {where} {metric!r}; choose one of {', '.join(valid)}")
-    return Target(metric, op, _target_value(text, metric, value_text), queue, "".join(text.split()))
+    value = _target_value(text, metric, value_text)
+    queue, programme = (name, None) if kind == "queue" else (None, name)
+    return Target(metric, op, value, queue, "".join(text.split()), programme)
 
 
 def _in_seconds(metric: str) -> bool:
@@ -345,6 +354,10 @@ def run_plan(trace: Trace, configs: Sequence[Config], base: SimConfig, target: T
     ``progress(done, total)`` is called as configurations finish."""
     if workers < 1:
         raise ConfigError(f"plan: workers must be at least 1, got {workers}")
+    programmes = sorted({trace.programme_of.get(p, "trace") for p in trace.projects()})
+    if target.programme and target.programme not in programmes:
+        raise ConfigError(f"plan: the target names programme {target.programme!r}, which the trace does not have "
+                          f"(programmes: {', '.join(programmes)})")
     if target.queue and target.queue not in trace.queues():
         raise ConfigError(f"plan: the target names queue {target.queue!r}, which the trace does not have "
                           f"(queues: {', '.join(trace.queues())})")

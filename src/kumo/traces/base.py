@@ -60,6 +60,7 @@ class Trace:
     format: str
     dropped: int = 0  # jobs in the file that the reader could not map (e.g. no throughput entry)
     notes: list[str] = field(default_factory=list)  # one sentence per mapping choice or drop
+    programme_of: dict[str, str] = field(default_factory=dict)  # project -> programme, where the trace says
 
     def __post_init__(self) -> None:
         self.jobs.sort(key=lambda t: (t.job.submit_time, t.job.id))

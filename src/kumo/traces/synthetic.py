@@ -82,7 +82,8 @@ def generate(
         "GPUs per job: " + ", ".join(f"{s}: {w:.3g}" for s, w in sizes.items()),
         f"work_s: log-normal, median {median_s:g} s, sigma {sigma:g}, capped at {max_s:g} s",
     ]
-    return Trace(jobs, source=f"synthetic(seed={seed})", format="synthetic", notes=notes)
+    return Trace(jobs, source=f"synthetic(seed={seed})", format="synthetic", notes=notes,
+                 programme_of={p: p for p in progs})
 
 
 def _check(n_jobs: int, arrival: str, rate: float, median_s: float, sigma: float, max_s: float, per: int) -> None:
