@@ -1,0 +1,361 @@
+"""Jobs: submission (one or in bulk), listing with keyset pagination, optimistic transitions,
+the control loop's views, attempts and events.
+
+Every change to a job goes through :meth:`JobRepository.transition` (or an equally guarded
+``UPDATE``) and raises its ``version`` by one; a writer that read an older version gets a
+:class:`~kumo.store.errors.StaleWriteError` instead of overwriting someone else's change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Select, select, update
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
+
+from kumo.core.errors import InvalidValueError
+from kumo.core.model import Placement
+from kumo.store.columns import as_utc
+from kumo.store.errors import ConflictError, NotFoundError, StaleWriteError
+from kumo.store.jobspec import copy_spec, normalize_specs
+from kumo.store.models import Attempt, AttemptOutcome, Job, JobEvent, JobState, Project, Queue, User
+from kumo.store.repos._bulk import insert_rows
+from kumo.store.repos._common import Repository, bump_counter, check_text, resolve
+
+MAX_BULK = 100_000
+MAX_PAGE = 1_000
+_ACTIVE = (JobState.PENDING, JobState.RUNNING)
+_NEXT: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLED, JobState.REJECTED}),
+    JobState.RUNNING: frozenset(
+        {JobState.RUNNING, JobState.PENDING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+    ),
+}
+_CHANGEABLE = frozenset(
+    {"state", "reason", "started_at", "ended_at", "attempts", "attained_gpu_s", "work_done_s", "exit_code",
+     "cancel_requested"}
+)  # fmt: skip
+# How an attempt's outcome leaves its job: preempted and lost jobs wait again.
+OUTCOME_STATE: dict[AttemptOutcome, JobState] = {
+    AttemptOutcome.SUCCEEDED: JobState.SUCCEEDED,
+    AttemptOutcome.FAILED: JobState.FAILED,
+    AttemptOutcome.WALLTIME: JobState.FAILED,
+    AttemptOutcome.CANCELLED: JobState.CANCELLED,
+    AttemptOutcome.PREEMPTED: JobState.PENDING,
+    AttemptOutcome.LOST: JobState.PENDING,
+}
+
+
+def job_id(seq: int) -> str:
+    """``j-000042``: the id of the job numbered ``seq`` (seven digits and more past a million)."""
+    return f"j-{seq:06d}"
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"after:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, seq = text.partition(":")
+        if kind == "after" and seq.isdigit():
+            return int(seq)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidValueError("cursor", f"{cursor!r} is not a cursor kumo handed out")
+
+
+class JobRepository(Repository):
+    """Jobs, their attempts and their events."""
+
+    # ---- submission ------------------------------------------------------------------
+    def submit(
+        self, project: Project | str, queue: Queue | str, user: User | str, spec: Mapping[str, Any], *, now: datetime
+    ) -> Job:
+        """Store one pending job; its spec is checked and normalised first."""
+        values = self._rows(project, queue, user, [spec], now)[0]
+        job = Job(**values)
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def submit_many(
+        self,
+        project: Project | str,
+        queue: Queue | str,
+        user: User | str,
+        specs: Iterable[Mapping[str, Any]],
+        *,
+        now: datetime,
+    ) -> list[Job]:
+        """Store up to ``MAX_BULK`` pending jobs at once: one counter update allocates their ids,
+        one executemany ``INSERT`` writes them (see ``_bulk.py``). Returns them in submission order."""
+        rows = self._rows(project, queue, user, list(specs), now)
+        if not rows:
+            return []
+        insert_rows(self.session, Job, rows)
+        stmt = select(Job).options(defer(Job.spec)).where(Job.seq.between(rows[0]["seq"], rows[-1]["seq"]))
+        jobs = list(self.session.scalars(stmt.order_by(Job.seq)))
+        for job, row in zip(jobs, rows, strict=True):
+            set_committed_value(job, "spec", copy_spec(row["spec"]))  # as stored, without decoding it again
+        return jobs
+
+    def _rows(
+        self, project: Project | str, queue: Queue | str, user: User | str, specs: list[Mapping[str, Any]],
+        now: datetime,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        if len(specs) > MAX_BULK:
+            raise InvalidValueError("submit_many", f"at most {MAX_BULK} jobs at once, got {len(specs)}")
+        proj = resolve(self.session, Project, "project", project)
+        que = resolve(self.session, Queue, "queue", queue)
+        who = resolve(self.session, User, "user", user)
+        checked = normalize_specs(specs)
+        if not checked:
+            return []
+        at = as_utc(now, "now")
+        first = bump_counter(self.session, "jobs", len(checked)) - len(checked) + 1
+        common = _new_job(proj.id, que.id, who.id, at)
+        return [{**common, "id": job_id(seq), "seq": seq, "spec": spec} for seq, spec in enumerate(checked, first)]
+
+    # ---- reading ---------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        job = self.session.get(Job, job_id)
+        if job is None:
+            raise NotFoundError("job", job_id)
+        return job
+
+    def _filtered(
+        self,
+        stmt: Select[Any],
+        state: JobState | str | Collection[JobState | str] | None,
+        project: Project | str | None,
+        queue: Queue | str | None,
+        user: User | str | None,
+    ) -> Select[Any]:
+        if state is not None:
+            states = [state] if isinstance(state, str) else state
+            stmt = stmt.where(Job.state.in_([_job_state(s) for s in states]))
+        if project is not None:
+            stmt = stmt.where(Job.project_id == resolve(self.session, Project, "project", project).id)
+        if queue is not None:
+            stmt = stmt.where(Job.queue_id == resolve(self.session, Queue, "queue", queue).id)
+        if user is not None:
+            stmt = stmt.where(Job.submitted_by_id == resolve(self.session, User, "user", user).id)
+        return stmt
+
+    def pending(self) -> list[Job]:
+        """Every waiting job, oldest first: what the control loop schedules."""
+        return self._in_state(JobState.PENDING)
+
+    def running(self) -> list[Job]:
+        """Every running job, oldest first."""
+        return self._in_state(JobState.RUNNING)
+
+    def _in_state(self, state: JobState) -> list[Job]:
+        return list(self.session.scalars(select(Job).where(Job.state == state).order_by(Job.seq)))
+
+    # ---- changes ---------------------------------------------------------------------
+    def transition(self, job_id: str, expected_version: int, **changes: Any) -> Job:
+        """Apply ``changes`` if the job is still at ``expected_version``; raise its version by one.
+
+        Raises ``StaleWriteError`` if the version moved, ``ConflictError`` for a state change
+        the job's state forbids (a final state never changes).
+        """
+        unknown = sorted(set(changes) - _CHANGEABLE)
+        if unknown:
+            raise InvalidValueError("transition", f"cannot change {unknown}; changeable: {sorted(_CHANGEABLE)}")
+        job = self.get(job_id)
+        if job.version != expected_version:
+            raise StaleWriteError("job", job_id, expected_version, job.version)
+        values = _checked_changes(job, changes)
+        stmt = update(Job).where(Job.id == job_id, Job.version == expected_version)
+        result = self.session.execute(stmt.values(**values, version=expected_version + 1))
+        if cast(CursorResult[Any], result).rowcount != 1:
+            self.session.refresh(job)
+            raise StaleWriteError("job", job_id, expected_version, job.version)
+        return job
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Ask for the job to be cancelled (the control loop stops it); a no-op if already asked.
+        ``ConflictError`` if the job has ended."""
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(_ACTIVE), Job.cancel_requested.is_(False))
+            .values(cancel_requested=True, version=Job.version + 1)
+            .execution_options(synchronize_session="fetch")
+        )
+        self.session.execute(stmt)
+        job = self.get(job_id)
+        if job.state.final:
+            raise ConflictError(f"job {job_id!r} has already ended ({job.state.value}); nothing to cancel")
+        return job
+
+    # ---- attempts --------------------------------------------------------------------
+    def start_attempt(
+        self,
+        job_id: str,
+        expected_version: int,
+        placement: Placement | Mapping[str, Any],
+        fencing_token: int,
+        *,
+        now: datetime,
+    ) -> Attempt:
+        """Mark the pending job running and record its next attempt (placement and the leader's
+        fencing token). Call ``LeaseRepository.check`` first, in the same transaction."""
+        where = placement_json(placement)
+        job = self.get(job_id)
+        if job.version != expected_version:
+            raise StaleWriteError("job", job_id, expected_version, job.version)
+        if job.state is not JobState.PENDING:
+            raise ConflictError(f"job {job_id!r} is {job.state.value}; only a pending job can start")
+        at = as_utc(now, "now")
+        number = job.attempts + 1
+        self.transition(job_id, expected_version, state=JobState.RUNNING, started_at=at, attempts=number, reason="")
+        attempt = Attempt(
+            job_id=job_id, number=number, placement=where, fencing_token=fencing_token,
+            started_at=at, ended_at=None, outcome=None, exit_code=None,
+        )  # fmt: skip
+        self.session.add(attempt)
+        self.session.flush()
+        return attempt
+
+    def end_attempt(
+        self,
+        job_id: str,
+        expected_version: int,
+        outcome: AttemptOutcome | str,
+        *,
+        now: datetime,
+        exit_code: int | None = None,
+        reason: str = "",
+        attained_gpu_s: float | None = None,
+        work_done_s: float | None = None,
+    ) -> Attempt:
+        """Close the running attempt and move the job on (``OUTCOME_STATE``): it ends, or waits
+        again after a preemption or a lost node."""
+        outcome = _outcome(outcome)
+        at = as_utc(now, "now")
+        attempt = self._open_attempt(job_id)
+        state = OUTCOME_STATE[outcome]
+        changes: dict[str, Any] = {"state": state, "reason": reason, "exit_code": exit_code}
+        changes.update({"ended_at": at} if state.final else {"started_at": None})
+        if attained_gpu_s is not None:
+            changes["attained_gpu_s"] = attained_gpu_s
+        if work_done_s is not None:
+            changes["work_done_s"] = work_done_s
+        self.transition(job_id, expected_version, **changes)
+        attempt.ended_at, attempt.outcome, attempt.exit_code = at, outcome, exit_code
+        self.session.flush()
+        return attempt
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        self.get(job_id)
+        stmt = select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
+        return list(self.session.scalars(stmt))
+
+    def _open_attempt(self, job_id: str) -> Attempt:
+        job = self.get(job_id)
+        stmt = select(Attempt).where(Attempt.job_id == job_id, Attempt.number == job.attempts)
+        attempt = self.session.scalars(stmt).one_or_none()
+        if job.state is not JobState.RUNNING or attempt is None or attempt.ended_at is not None:
+            raise ConflictError(f"job {job_id!r} has no running attempt (it is {job.state.value})")
+        return attempt
+
+    # ---- events ----------------------------------------------------------------------
+    def add_event(
+        self, job_id: str, kind: str, message: str, *, now: datetime, data: Mapping[str, Any] | None = None
+    ) -> JobEvent:
+        """Append an event (``submitted``, ``started``, ``preempted``, ...) to the job's history."""
+        self.get(job_id)
+        event = JobEvent(
+            job_id=job_id, at=as_utc(now, "now"), kind=check_text("event kind", kind, 64), message=message,
+            data=dict(data or {}),
+        )  # fmt: skip
+        self.session.add(event)
+        self.session.flush()
+        return event
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        """The job's events, oldest first."""
+        self.get(job_id)
+        stmt = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        return list(self.session.scalars(stmt))
+
+    # Last in the class: a method named list would shadow the builtin in later annotations.
+    def list(
+        self,
+        *,
+        state: JobState | str | Collection[JobState | str] | None = None,
+        project: Project | str | None = None,
+        queue: Queue | str | None = None,
+        user: User | str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[Job], str | None]:
+        """One page of jobs in submission order, and the cursor of the next page (None: last page).
+
+        The cursor is opaque; pages are cut on the job number (keyset pagination), so jobs
+        submitted while a client pages through are never skipped nor repeated.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidValueError("limit", f"must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+        stmt = self._filtered(select(Job), state, project, queue, user)
+        if cursor is not None:
+            stmt = stmt.where(Job.seq > decode_cursor(cursor))
+        rows = list(self.session.scalars(stmt.order_by(Job.seq).limit(limit + 1)))
+        more = len(rows) > limit
+        return rows[:limit], encode_cursor(rows[limit - 1].seq) if more else None
+
+
+def _new_job(project_id: int, queue_id: int, user_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "project_id": project_id, "queue_id": queue_id, "submitted_by_id": user_id, "state": JobState.PENDING,
+        "reason": "", "submit_time": now, "started_at": None, "ended_at": None, "attempts": 0,
+        "attained_gpu_s": 0.0, "work_done_s": 0.0, "exit_code": None, "cancel_requested": False, "version": 1,
+    }  # fmt: skip
+
+
+def _checked_changes(job: Job, changes: dict[str, Any]) -> dict[str, Any]:
+    values = dict(changes)
+    if "state" in values:
+        new = values["state"] = _job_state(values["state"])
+        if new not in _NEXT.get(job.state, frozenset()):
+            raise ConflictError(f"job {job.id!r} cannot go from {job.state.value} to {new.value}")
+    for key in ("started_at", "ended_at"):
+        if values.get(key) is not None:
+            values[key] = as_utc(values[key], key)
+    return values
+
+
+def _job_state(state: JobState | str) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        raise InvalidValueError("job state", f"{state!r} is not one of {[s.value for s in JobState]}") from None
+
+
+def _outcome(outcome: AttemptOutcome | str) -> AttemptOutcome:
+    try:
+        return AttemptOutcome(outcome)
+    except ValueError:
+        known = [o.value for o in AttemptOutcome]
+        raise InvalidValueError("attempt outcome", f"{outcome!r} is not one of {known}") from None
+
+
+def placement_json(placement: Placement | Mapping[str, Any]) -> dict[str, Any]:
+    """``{"model", "region", "workers": [{"rank", "node", "gpus", "gpu_milli"}]}``."""
+    if isinstance(placement, Placement):
+        workers = [
+            {"rank": w.rank, "node": w.node, "gpus": list(w.gpus), "gpu_milli": w.gpu_milli} for w in placement.workers
+        ]
+        return {"model": placement.model, "region": placement.region, "workers": workers}
+    missing = sorted({"model", "region", "workers"} - set(placement))
+    if missing or not isinstance(placement["workers"], list):
+        raise InvalidValueError("placement", f"needs model, region and a list of workers; missing {missing}")
+    return dict(placement)

@@ -1,0 +1,31 @@
+"""The store's public surface is explicit: ``__all__`` is pinned, and it imports no other shell."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import kumo.store
+
+EXPECTED = {
+    "ENV_VAR", "GENESIS", "MAX_BULK", "ApiToken", "Attempt", "AttemptOutcome", "AuditEntry", "AuditProblem",
+    "AuditRepository", "Base", "Cluster", "Cohort", "ConflictError", "FencedError", "Job", "JobEvent",
+    "JobRepository", "JobState", "Lease", "LeaseRepository", "Membership", "Node", "NodeRepository",
+    "NotFoundError", "Programme", "Project", "Queue", "Role", "RoleGrant", "StaleWriteError", "Store", "StoreError",
+    "TenancyRepository", "TokenRepository", "User", "alembic_config", "default_url",
+}  # fmt: skip
+
+
+def test_all_is_pinned() -> None:
+    assert set(kumo.store.__all__) == EXPECTED
+    for name in kumo.store.__all__:
+        assert hasattr(kumo.store, name)
+
+
+def test_the_store_imports_only_the_core_of_kumo() -> None:
+    """store/ sits beside sim/ and under control/ and api/: of kumo, it may import only core/."""
+    root = pathlib.Path(kumo.store.__file__).parent
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kumo."):
+                assert node.module.startswith(("kumo.core", "kumo.store")), f"{path}: imports {node.module}"
