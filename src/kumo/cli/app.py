@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kumo import __version__
-from kumo.cli import demo, plan, sim, traces
+from kumo.cli import demo, plan, sim, traces, up
 
 app = typer.Typer(
     name="kumo",
@@ -39,6 +39,7 @@ demo.register(app)
 sim.register(app)
 traces.register(app)
 plan.register(app)
+up.register(app)
 
 
 def main() -> None:

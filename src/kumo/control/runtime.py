@@ -46,7 +46,7 @@ class Platform:
 
 
 def open_platform(database_url: str | None = None, directory: Path | None = None, *,
-                  profile: Profile = DEFAULT_PROFILE, holder: str | None = None) -> Platform:
+                  profile: Profile = DEFAULT_PROFILE, holder: str | None = None, lease_ttl_s: float = 15.0) -> Platform:
     root = data_dir(directory)
     store = Store(database_url or f"sqlite:///{root / 'kumo.db'}")
     store.upgrade()
@@ -62,7 +62,8 @@ def open_platform(database_url: str | None = None, directory: Path | None = None
         inventory = found or GpuInventory.virtual({n.name: (n.gpu_model, n.gpus) for n in nodes})
     executor = LocalExecutor(root / "state", inventory)
     metrics = Metrics()
-    controller = Controller(store, executor, root / "logs", profile=profile, holder=holder, metrics=metrics)
+    controller = Controller(store, executor, root / "logs", profile=profile, holder=holder, metrics=metrics,
+                            ttl_s=lease_ttl_s)
     return Platform(store, controller, executor, metrics, root, token, inventory)
 
 

@@ -1,0 +1,90 @@
+"""``kumo up`` (API + control loop + local executor on one machine) and ``kumo controller``.
+
+    kumo up [--host 127.0.0.1] [--port 8080] [--database URL] [--data-dir DIR]
+    kumo controller [--database URL] [--data-dir DIR]
+
+On an empty database ``kumo up`` seeds the demo inventory (or this machine's GPUs) and prints the
+first admin token, once. ``KUMO_DATABASE_URL`` selects PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kumo.core import KumoError
+
+DatabaseOpt = Annotated[str | None, typer.Option(
+    "--database", help="SQLAlchemy URL (default: $KUMO_DATABASE_URL, else a SQLite file in the data directory).")]
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Where the SQLite file, logs and executor state live (default: the user data directory).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("controller")(controller)
+
+
+LeaseOpt = Annotated[float, typer.Option(
+    "--lease-ttl", help="Seconds the leader lease lasts without renewal (a successor waits this long).")]
+
+
+def _open(database: str | None, directory: Path | None, lease_ttl_s: float):  # type: ignore[no-untyped-def]
+    from kumo.control.runtime import open_platform
+
+    try:
+        return open_platform(database or os.environ.get("KUMO_DATABASE_URL"), directory, lease_ttl_s=lease_ttl_s)
+    except (KumoError, OSError) as e:
+        typer.echo("error: " + " ".join(str(e).split()), err=True)
+        raise typer.Exit(2) from None
+
+
+def up(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    database: DatabaseOpt = None,
+    data_dir: DataDirOpt = None,
+    lease_ttl: LeaseOpt = 15.0,
+) -> None:
+    """Start kumo on this machine: the API, the control loop and the local executor."""
+    import uvicorn
+
+    from kumo.api.app import create_app
+    from kumo.control.runtime import ControllerThread
+
+    platform = _open(database, data_dir, lease_ttl)
+    app = create_app(platform.store, metrics=platform.metrics, log_dir=platform.data_dir / "logs")
+    loop = ControllerThread(platform.controller)
+    loop.start()
+    if platform.admin_token is not None:
+        typer.echo(f"admin token (shown once, keep it): {platform.admin_token}")
+    typer.echo(f"kumo is up at http://{host}:{port} (API docs at /docs); data in {platform.data_dir}")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        loop.stop()
+        platform.store.dispose()
+
+
+def controller(database: DatabaseOpt = None, data_dir: DataDirOpt = None, lease_ttl: LeaseOpt = 15.0) -> None:
+    """Run only the control loop (another process serves the API); stop with Ctrl-C or SIGTERM."""
+    from kumo.control.runtime import ControllerThread
+
+    platform = _open(database, data_dir, lease_ttl)
+    loop = ControllerThread(platform.controller)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    loop.start()
+    typer.echo(f"kumo controller {platform.controller.holder} running; data in {platform.data_dir}")
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop.stop()
+        platform.store.dispose()
