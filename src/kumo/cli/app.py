@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kumo import __version__
-from kumo.cli import demo, plan, sim, traces, up
+from kumo.cli import demo, jobs, plan, sim, traces, up
 
 app = typer.Typer(
     name="kumo",
@@ -40,6 +40,7 @@ sim.register(app)
 traces.register(app)
 plan.register(app)
 up.register(app)
+jobs.register(app)
 
 
 def main() -> None:
