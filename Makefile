@@ -16,6 +16,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/kumo demo
+	$(BIN)/kumo demo --platform --once
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -47,8 +47,19 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
+    platform: Annotated[
+        bool, typer.Option("--platform", help="Start kumo (API, control loop, local executor) and run the "
+                                              "demo workload as real processes.")
+    ] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="With --platform: exit (0 if every job succeeded) when the workload is done.")
+    ] = False,
 ) -> None:
     """Schedule a small cluster and workload: which jobs start where, and why the others wait."""
+    if platform:
+        from kumo.cli import platform_demo
+
+        raise typer.Exit(platform_demo.run(once, Console(highlight=False)))
     try:
         loaded = load_spec(spec) if spec is not None else load_spec_text(demo_spec_text(), BUNDLED)
         at = loaded.now if now is None else now
