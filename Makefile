@@ -16,7 +16,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/kumo demo
-	$(BIN)/kumo demo --platform --once
+	$(BIN)/kumo demo --once
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -23,7 +23,7 @@ def test_demo_jobs_are_the_bundled_workload_as_submissions() -> None:
 
 def test_platform_demo_runs_every_job_to_success() -> None:
     env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "kumo.cli.app", "demo", "--platform", "--once"],
+    done = subprocess.run([sys.executable, "-m", "kumo.cli.app", "demo", "--once"],
                           capture_output=True, text=True, env=env, timeout=240, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "submitted 17 demo jobs" in done.stdout

@@ -52,11 +52,11 @@ def demo(
                                               "demo workload as real processes.")
     ] = False,
     once: Annotated[
-        bool, typer.Option("--once", help="With --platform: exit (0 if every job succeeded) when the workload is done.")
+        bool, typer.Option("--once", help="Run the platform demo and exit (0 if every job succeeded) when it is done.")
     ] = False,
 ) -> None:
     """Schedule a small cluster and workload: which jobs start where, and why the others wait."""
-    if platform:
+    if platform or once:  # --once implies the platform demo
         from kumo.cli import platform_demo
 
         raise typer.Exit(platform_demo.run(once, Console(highlight=False)))
