@@ -134,7 +134,7 @@ def test_unreadable_bytes(tmp_path: Path) -> None:
 
 def test_real_philly_trace() -> None:
     if not REAL.exists():
-        pytest.skip(f"the public Philly trace is not at {REAL} (see /work/shared/traces/README.md)")
+        pytest.skip(f"the public Philly trace is not at {REAL} (see shared/traces/README.md beside the project)")
     began = time.perf_counter()
     trace = read(REAL)
     assert time.perf_counter() - began < 10
