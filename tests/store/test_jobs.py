@@ -198,6 +198,7 @@ def test_request_cancel(store: Store, tenancy: Tenancy) -> None:
             repo.request_cancel("j-999999")
     with store.session() as s:
         assert [j.cancel_requested for j in JobRepository(s).list()[0]] == [True, True, False]
+        assert [j.id for j in JobRepository(s).cancel_requested()] == [pending, running]  # the ended one is not
 
 
 def test_pending_and_running_views(store: Store, tenancy: Tenancy) -> None:

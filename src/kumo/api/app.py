@@ -85,22 +85,7 @@ def prometheus(metrics: MetricsDep) -> Response:
 
 def _install_store_errors(app: FastAPI) -> None:
     """The store's errors as problems: a missing row is a 404, a conflict or a lost race a 409."""
-
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return problem_response(404, str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        return problem_response(409, str(exc))
-
-    @app.exception_handler(StaleWriteError)
-    async def _stale(_: Request, exc: StaleWriteError) -> JSONResponse:
-        return problem_response(409, str(exc))
-
-    @app.exception_handler(FencedError)
-    async def _fenced(_: Request, exc: FencedError) -> JSONResponse:
-        return problem_response(409, str(exc))
+    problems.map_errors(app, {NotFoundError: 404, ConflictError: 409, StaleWriteError: 409, FencedError: 409})
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:

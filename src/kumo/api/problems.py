@@ -69,19 +69,19 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail))
 
-    @app.exception_handler(ValidationError)
-    async def _kumo_invalid(_: Request, exc: ValidationError) -> JSONResponse:
-        return problem_response(422, str(exc))
-
-    @app.exception_handler(StateError)
-    async def _kumo_state(_: Request, exc: StateError) -> JSONResponse:
-        return problem_response(409, str(exc))
-
-    @app.exception_handler(KumoError)
-    async def _kumo(_: Request, exc: KumoError) -> JSONResponse:
-        return problem_response(400, str(exc))
-
+    map_errors(app, {ValidationError: 422, StateError: 409, KumoError: 400})
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+
+def map_errors(app: FastAPI, statuses: dict[type[Exception], int]) -> None:
+    """Answer each exception type with a problem of its status and the exception's message (the
+    most specific registered class of a raised exception wins)."""
+    for exc_type, status in statuses.items():
+
+        async def handler(_: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return problem_response(status, str(exc))
+
+        app.add_exception_handler(exc_type, handler)
 
 
 class BodyLimit:

@@ -10,6 +10,7 @@ naming what was wrong and where, and exit status 2.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from kumo.sim.engine import SimConfig, SimResult, simulate
 from kumo.sim.isolated import isolated_jcts
 from kumo.sim.metrics import summary
 from kumo.sim.report import write_outputs
-from kumo.traces import Trace
+from kumo.traces import Trace, TraceJob
 
 SIZE_BLIND = ("fifo", "priority", "fair-share", "las")  # policies that read neither durations nor estimates
 
@@ -115,10 +116,6 @@ def sim(
 
 
 def _with_checkpoints(trace: Trace, interval: float) -> Trace:
-    import dataclasses
-
-    from kumo.traces.base import TraceJob
-
     jobs = [t if t.job.checkpoint_interval_s else
             TraceJob(dataclasses.replace(t.job, checkpoint_interval_s=interval), t.work_s) for t in trace.jobs]
     return Trace(jobs, trace.source, trace.format, trace.dropped, trace.notes, trace.programme_of)

@@ -197,7 +197,7 @@ class Controller:
     def _cancel(self, now: datetime, result: Step) -> None:
         with self._fenced(now) as s:
             jobs = JobRepository(s)
-            asked = [j for j in jobs.pending() + jobs.running() if j.cancel_requested]
+            asked = jobs.cancel_requested()
             for job in asked:
                 if job.state is JobState.PENDING:
                     jobs.transition(job.id, job.version, state=JobState.CANCELLED, ended_at=now, reason="cancelled")

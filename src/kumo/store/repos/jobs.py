@@ -157,6 +157,11 @@ class JobRepository(Repository):
         """Every running job, oldest first."""
         return self._in_state(JobState.RUNNING)
 
+    def cancel_requested(self) -> list[Job]:
+        """Active jobs whose cancellation was asked for, oldest first: what the control loop stops."""
+        stmt = select(Job).where(Job.state.in_(_ACTIVE), Job.cancel_requested.is_(True)).order_by(Job.seq)
+        return list(self.session.scalars(stmt))
+
     def _in_state(self, state: JobState) -> list[Job]:
         return list(self.session.scalars(select(Job).where(Job.state == state).order_by(Job.seq)))
 
