@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from platformdirs import user_data_dir
 from sqlalchemy.exc import DataError, OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kumo.api import problems
 from kumo.api.deps import MetricsDep, StoreDep
@@ -45,8 +46,14 @@ def create_app(
     metrics: Metrics | None = None,
     log_dir: Path | None = None,
     clock: Callable[[], datetime] = utcnow,
+    on_change: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The API over ``store``; ``log_dir`` is where the executors write ``<job>.<attempt>.<rank>.log``."""
+    """The API over ``store``; ``log_dir`` is where the executors write ``<job>.<attempt>.<rank>.log``.
+
+    ``on_change`` is called after every write that succeeded (a committed ``POST``, ``PUT``,
+    ``PATCH`` or ``DELETE`` answered below 400): ``kumo up`` passes the control loop's wake-up, so
+    a submission is scheduled at once rather than at the next tick.
+    """
     app = FastAPI(
         title="kumo",
         summary="Scheduling, running and metering a national AI compute programme.",
@@ -63,10 +70,40 @@ def create_app(
     _install_store_errors(app)
     for module in (nodes, tenancy, tokens, jobs, usage, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    if on_change is not None:
+        app.add_middleware(WakeOnWrite, on_change=on_change)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, tags=["service"])
     app.add_api_route("/metrics", prometheus, methods=["GET"], tags=["service"], response_class=Response,
                       responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}})
     return app
+
+
+class WakeOnWrite:
+    """ASGI middleware: call ``on_change`` once a write request has been answered with a success.
+
+    Routes commit their transaction before the response starts (``deps.SessionDep``), so the
+    change is visible to whoever ``on_change`` wakes."""
+
+    READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, on_change: Callable[[], None]) -> None:
+        self.app, self.on_change = app, on_change
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in self.READS:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status < 400:
+            self.on_change()
 
 
 def healthz(store: StoreDep) -> Health:

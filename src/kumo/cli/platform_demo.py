@@ -67,11 +67,10 @@ def run(once: bool, console: Console, timeout_s: float = 300.0) -> int:
     platform = open_platform(directory=root)
     assert platform.admin_token is not None
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(platform.store, metrics=platform.metrics,
-                                                      log_dir=root / "logs"), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, name="kumo-api", daemon=True).start()
     loop = ControllerThread(platform.controller, interval_s=0.25)
+    app = create_app(platform.store, metrics=platform.metrics, log_dir=root / "logs", on_change=loop.wake)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="kumo-api", daemon=True).start()
     loop.start()
     url = f"http://127.0.0.1:{port}"
     try:

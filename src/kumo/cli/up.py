@@ -58,8 +58,9 @@ def up(
     from kumo.control.runtime import ControllerThread
 
     platform = _open(database, data_dir, lease_ttl)
-    app = create_app(platform.store, metrics=platform.metrics, log_dir=platform.data_dir / "logs")
     loop = ControllerThread(platform.controller)
+    app = create_app(platform.store, metrics=platform.metrics, log_dir=platform.data_dir / "logs",
+                     on_change=loop.wake)
     loop.start()
     if platform.admin_token is not None:
         typer.echo(f"admin token (shown once, keep it): {platform.admin_token}")

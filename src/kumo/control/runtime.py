@@ -78,24 +78,37 @@ def _register_local(store: Store, inventory: GpuInventory, now: datetime) -> Non
 
 
 class ControllerThread(threading.Thread):
-    """Steps the controller every ``interval_s`` until :meth:`stop`; a failing step is logged, not fatal."""
+    """Steps the controller on every :meth:`wake` (a submission, a cancellation, a node change: the
+    API in the same process calls it after each committed write) and at the latest every
+    ``interval_s`` (the periodic tick: process exits, lease renewal), until :meth:`stop`.
+
+    Wake-ups that arrive while a step runs are coalesced into one more step. A failing step is
+    logged, not fatal.
+    """
 
     def __init__(self, controller: Controller, interval_s: float = 0.5) -> None:
         super().__init__(name="kumo-controller", daemon=True)
         self.controller = controller
         self.interval_s = interval_s
         self._halt = threading.Event()
+        self._wake = threading.Event()
         self.steps = 0
+
+    def wake(self) -> None:
+        """Step as soon as the current step (if any) is done."""
+        self._wake.set()
 
     def run(self) -> None:
         while not self._halt.is_set():
+            self._wake.clear()
             try:
                 self.controller.step()
                 self.steps += 1
             except Exception:  # keep the loop alive; the next step starts from the database again
                 log.exception("control loop step failed")
-            self._halt.wait(self.interval_s)
+            self._wake.wait(self.interval_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._halt.set()
+        self._wake.set()
         self.join(timeout_s)
