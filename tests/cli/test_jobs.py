@@ -175,7 +175,27 @@ def test_nodes_queues_usage_and_audit(api: Api) -> None:
     assert usage["items"] == [{"project": "tsubame", "gpu_model": "h200", "gpu_hours": 2.0}]
     table = kumo(api, "admin", "usage", "--project", "tsubame")
     assert table.exit_code == 0 and "2.00" in table.stdout
-    assert as_json(kumo(api, "admin", "audit-verify", "--json")) == {"ok": True, "problems": []}
-    r = kumo(api, "admin", "audit-verify")
+    assert as_json(kumo(api, "admin", "audit", "verify", "--json")) == {"ok": True, "problems": []}
+    r = kumo(api, "admin", "audit", "verify")
     assert (r.exit_code, r.stdout) == (0, "audit log ok\n")
-    assert one_line_error(kumo(api, "member-sakura", "audit-verify")).endswith("needs the admin role (HTTP 403)")
+    assert one_line_error(kumo(api, "member-sakura", "audit", "verify")).endswith("needs the admin role (HTTP 403)")
+    assert as_json(kumo(api, "admin", "audit-verify", "--json"))["ok"] is True  # the old spelling still works
+
+
+def test_url_and_token_given_once_before_the_command(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def make(url: str, token: str | None) -> Client:
+        seen.append((url, token))
+        return Client(url, token, client=api.client)
+
+    monkeypatch.setattr(cli_jobs, "make_client", make)
+    admin, member = api.tokens["admin"], api.tokens["member-sakura"]
+    r = kumo(api, None, "--url", "http://kumo.example:9000", "--token", admin, "audit", "verify", "--json")
+    assert as_json(r) == {"ok": True, "problems": []}
+    assert seen[-1] == ("http://kumo.example:9000", admin)
+    # a command's own option wins over the root's; the root's over the environment
+    r = kumo(api, "member-sakura", "--token", admin, "jobs", "--token", member, "--json")
+    assert {j["project"] for j in as_json(r)} == {"sakura"} and seen[-1][1] == member
+    r = kumo(api, "member-sakura", "--token", admin, "jobs", "--json")
+    assert {j["project"] for j in as_json(r)} == {"sakura", "tsubame"} and seen[-1] == ("http://127.0.0.1:8080", admin)

@@ -8,6 +8,8 @@ import typer
 
 from kumo import __version__
 from kumo.cli import demo, jobs, plan, sim, traces, up
+from kumo.cli.jobs import ROOT, Connection
+from kumo.sdk import DEFAULT_URL
 
 app = typer.Typer(
     name="kumo",
@@ -31,8 +33,14 @@ def _root(
         typer.Option("--version", callback=_show_version, is_eager=True,
                      help="Show the version and exit."),
     ] = False,
+    url: Annotated[str | None, typer.Option(
+        "--url", envvar="KUMO_URL", show_default=False,
+        help=f"The kumo server for every command that talks to one ($KUMO_URL; default {DEFAULT_URL}).")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="KUMO_TOKEN", show_default=False, help="An API token ($KUMO_TOKEN).")] = None,
 ) -> None:
     """kumo (雲): schedule a national AI compute programme's GPUs and explain every wait."""
+    ROOT.set(Connection(url, token))
 
 
 demo.register(app)

@@ -4,9 +4,10 @@
     kumo submit --file job.yaml --array 10
     kumo jobs [--state pending] [--project P] [--queue Q]
     kumo show ID | kumo cancel ID | kumo why ID | kumo logs ID [-f] [--rank R] [--attempt A]
-    kumo nodes | kumo queues | kumo usage [--project P] | kumo audit-verify
+    kumo nodes | kumo queues | kumo usage [--project P] | kumo audit verify
 
-Every command takes ``--json``, ``--url`` (``$KUMO_URL``) and ``--token`` (``$KUMO_TOKEN``). Every
+Every command takes ``--json``, ``--url`` and ``--token``; both may also be given once before the
+command (``kumo --url U --token T jobs``) or as ``$KUMO_URL`` and ``$KUMO_TOKEN``. Every
 problem (a refused request, an unreachable server, a bad job file) ends with one line on stderr,
 ``error: ...``, and exit status 2.
 """
@@ -14,8 +15,11 @@ problem (a refused request, an unreachable server, a bad job file) ends with one
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,9 +36,11 @@ SPEC_FIELDS = ("workers", "gpus", "gpu_milli", "cpu_milli", "mem_mib", "priority
                "speeds", "topology", "command", "env")  # kumo.api.schemas.JobSpec
 FILE_KEYS = ("project", "queue", "array", *SPEC_FIELDS)
 
-UrlOpt = Annotated[str, typer.Option("--url", envvar="KUMO_URL", help="The kumo server ($KUMO_URL).")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="KUMO_TOKEN", show_default=False,
-                                              help="An API token ($KUMO_TOKEN).")]
+UrlOpt = Annotated[str | None, typer.Option(
+    "--url", show_default=False,
+    help=f"The kumo server (default: kumo --url, else $KUMO_URL, else {DEFAULT_URL}).")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", show_default=False, help="An API token (default: kumo --token, else $KUMO_TOKEN).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
 JobIdArg = Annotated[str, typer.Argument(help="A job id (j-000042).", show_default=False)]
 
@@ -54,7 +60,10 @@ def register(app: typer.Typer) -> None:
     app.command("nodes")(nodes)
     app.command("queues")(queues)
     app.command("usage")(usage)
-    app.command("audit-verify")(audit_verify)
+    audit = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+    audit.command("verify")(audit_verify)
+    app.add_typer(audit, name="audit")
+    app.command("audit-verify", hidden=True)(audit_verify)  # the spelling of kumo 0.1
 
 
 # --------------------------------------------------------------------------- helpers
@@ -65,9 +74,28 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The root options ``kumo --url U --token T <command>`` (each falls back to its environment variable)."""
+
+    url: str | None = None
+    token: str | None = None
+
+
+ROOT: ContextVar[Connection | None] = ContextVar("kumo_connection", default=None)  # set by kumo's callback
+
+
+def resolve(url: str | None, token: str | None) -> tuple[str, str | None]:
+    """A command's own ``--url``/``--token``, else the root's, else ``$KUMO_URL``/``$KUMO_TOKEN``."""
+    root = ROOT.get() or Connection()
+    url = url or root.url or os.environ.get("KUMO_URL") or DEFAULT_URL
+    return url, token or root.token or os.environ.get("KUMO_TOKEN") or None
+
+
 @contextmanager
-def _session(url: str, token: str | None) -> Iterator[Client]:
+def _session(url: str | None, token: str | None) -> Iterator[Client]:
     """A client; any kumo error inside becomes one ``error:`` line and exit status 2."""
+    url, token = resolve(url, token)
     try:
         with make_client(url, token) as client:
             yield client
@@ -133,7 +161,7 @@ def submit(
     array: Annotated[int | None, typer.Option("--array", help="Submit this many copies.")] = None,
     file: Annotated[Path | None, typer.Option(
         "--file", help="A YAML job file (project, queue, array and spec fields); flags override it.")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -164,7 +192,7 @@ def jobs(
     state: Annotated[list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")] = None,
     project: Annotated[str | None, typer.Option("--project", help="Only this project's jobs.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", help="Only this queue's jobs.")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -178,7 +206,7 @@ def jobs(
     _console().print(_table(("id", "project", "queue", "state", "attempts", "reason"), rows))
 
 
-def show(job_id: JobIdArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def show(job_id: JobIdArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Show one job."""
     with _session(url, token) as client:
         job = client.job(job_id)
@@ -189,7 +217,7 @@ def show(job_id: JobIdArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as
     _console().print(_table(("field", "value"), rows))
 
 
-def cancel(job_id: JobIdArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def cancel(job_id: JobIdArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Ask for a job to be cancelled (the control loop stops it)."""
     with _session(url, token) as client:
         job = client.cancel(job_id)
@@ -199,7 +227,7 @@ def cancel(job_id: JobIdArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, 
         typer.echo(f"cancellation of {job['id']} requested (state {job['state']})")
 
 
-def why(job_id: JobIdArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def why(job_id: JobIdArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Why a job is where it is: the scheduler's explanation."""
     with _session(url, token) as client:
         answer = client.why_full(job_id)
@@ -214,7 +242,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the attempt ends.")] = False,
     rank: Annotated[int, typer.Option("--rank", help="The worker's rank.")] = 0,
     attempt: Annotated[int | None, typer.Option("--attempt", help="The attempt (default: the latest).")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -232,7 +260,7 @@ def logs(
         typer.echo(text, nl=False)
 
 
-def nodes(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def nodes(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List the nodes."""
     with _session(url, token) as client:
         found = client.nodes()
@@ -244,7 +272,7 @@ def nodes(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = 
     _console().print(_table(("name", "cluster", "region", "gpu model", "gpus", "state", "cordoned"), rows))
 
 
-def queues(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def queues(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List the queues and their quotas."""
     with _session(url, token) as client:
         found = client.queues()
@@ -257,7 +285,7 @@ def queues(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt =
 
 def usage(
     project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
-    url: UrlOpt = DEFAULT_URL,
+    url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -271,7 +299,7 @@ def usage(
     _console().print(_table(("project", "gpu model", "GPU-hours"), rows))
 
 
-def audit_verify(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def audit_verify(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Check the audit log's hash chain (admins); exit status 1 if it is broken."""
     with _session(url, token) as client:
         found = client.audit_verify()
