@@ -109,6 +109,7 @@ def test_users_memberships_and_roles(store: Store) -> None:
         assert [(m.role, m.user.name) for m in repo.memberships("bob")] == [(Role.VIEWER, "bob")]
         assert [u.name for u in repo.list_users()] == ["alice@example.org", "bob"]
         assert repo.get_user("bob").name == "bob"
+        assert [u.name for u in repo.members_of("sakura")] == ["alice@example.org"]  # not bob, a viewer
 
 
 @pytest.mark.parametrize(

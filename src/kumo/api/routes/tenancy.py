@@ -156,12 +156,7 @@ def _project_for(session: Session, who: Principal, action: str, name: str) -> Pr
 def list_members(name: ProjectName, who: CurrentPrincipal, session: ReadSessionDep) -> MembersPublic:
     """The users holding the member role in the project."""
     project = _project_for(session, who, "members.read", name)
-    repo = TenancyRepository(session)
-    members = [
-        MemberPublic(user=user.name, project=project.name)
-        for user in repo.list_users()
-        if any(g.role is Role.MEMBER and g.project == project.name for g in repo.roles_of(user))
-    ]
+    members = [MemberPublic(user=u.name, project=project.name) for u in TenancyRepository(session).members_of(project)]
     return MembersPublic(project=project.name, items=members)
 
 

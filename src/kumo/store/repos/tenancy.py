@@ -129,6 +129,14 @@ class TenancyRepository(Repository):
         stmt = select(Membership).where(Membership.user_id == who.id).order_by(Membership.id)
         return list(self.session.scalars(stmt))
 
+    def members_of(self, project: Project | str) -> list[User]:
+        """The users holding the member role in ``project``, by name (one query)."""
+        proj = resolve(self.session, Project, "project", project)
+        stmt = (select(User).join(Membership, Membership.user_id == User.id)
+                .where(Membership.role == Role.MEMBER, Membership.project_id == proj.id)
+                .distinct().order_by(User.name))
+        return list(self.session.scalars(stmt))
+
     def roles_of(self, user: User | str) -> list[RoleGrant]:
         """The user's roles with their scopes, in the order they were granted."""
         return [
