@@ -6,88 +6,11 @@ every accepted job is still there, the running one is adopted, and nothing runs 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
-import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-        env.pop("KUMO_DATABASE_URL", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kumo.cli.app", "up", "--port", str(self.port), "--data-dir", str(data),
-             "--lease-ttl", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
-        self.token: str | None = None
-        deadline = time.monotonic() + 60
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("admin token"):
-                self.token = line.rsplit(" ", 1)[-1].strip()
-            if line.startswith("kumo is up"):
-                break
-            assert line or self.proc.poll() is None, "kumo up exited early"
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("kumo up never answered /healthz")
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-    for state in (tmp_path / "state").glob("*.json"):  # never leave a test's processes behind
-        for w in json.loads(state.read_text()).get("workers", []):
-            with contextlib.suppress(ProcessLookupError, PermissionError, KeyError):
-                os.killpg(w["pgid"], signal.SIGKILL)
-
-
-def api(server: Server, token: str, method: str, path: str, **kw: Any) -> httpx.Response:
-    return httpx.request(method, f"{server.url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"},
-                         timeout=10, **kw)
-
-
-def wait_state(server: Server, token: str, job: str, states: set[str], timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = api(server, token, "GET", f"/jobs/{job}").json()
-        if body["state"] in states:
-            return dict(body)
-        time.sleep(0.2)
-    raise AssertionError(f"job {job} never reached {states}")
+from tests.e2e._server import Server, api, wait_state
 
 
 def test_submit_run_succeed_then_survive_a_sigkill(data: Path) -> None:
