@@ -9,7 +9,8 @@ import kumo.core
 
 EXPECTED = {
     "DEFAULT_PROFILE", "GPU_MILLI", "ORDER_POLICIES", "Allocation", "Cohort", "ConfigError", "CycleStats",
-    "Decisions", "DuplicateError", "FairShareParams", "InvalidValueError", "Job", "KumoError", "LASParams", "Node",
+    "Decisions", "DuplicateError", "FairShareParams", "GrantStanding", "InvalidValueError", "Job", "KumoError",
+    "LASParams", "Node",
     "NodeState", "Placement", "Preempt", "Profile", "Programme", "Project", "Queue", "Quota", "QuotaCycleError",
     "Reason", "Reject", "Requeue", "Reservation", "Snapshot", "StaleDecisionsError", "Start", "StateError",
     "Topology", "UnknownReferenceError", "UnsatisfiableJobError", "UsageSample", "ValidationError",

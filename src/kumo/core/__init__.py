@@ -28,6 +28,7 @@ from kumo.core.explain import Reason
 from kumo.core.model import (
     Allocation,
     Cohort,
+    GrantStanding,
     Job,
     Node,
     NodeState,
@@ -57,6 +58,7 @@ __all__ = [
     "Decisions",
     "DuplicateError",
     "FairShareParams",
+    "GrantStanding",
     "InvalidValueError",
     "Job",
     "KumoError",

@@ -19,6 +19,7 @@ ORDER = "order"
 REJECTED = "rejected"
 LOST = "node-lost"
 MIGRATION = "migration"
+GRANT = "grant"
 
 
 class Reason:

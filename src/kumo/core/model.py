@@ -457,6 +457,38 @@ class UsageSample:
             raise InvalidValueError(where, f"amount must be a non-negative number, got {self.amount!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class GrantStanding:
+    """How a project's grants stand, as the scheduler needs it (the shell computes it from the
+    grants and the metered usage; see ``docs/concepts/grants.md``).
+
+    - ``hold``: a sentence saying why new jobs of the project must wait (an exhausted or expired
+      grant); its waiting jobs are not considered and ``why`` gives this sentence. Running jobs
+      are not touched.
+    - ``preemptible_only``: the project's grant is spent but its programme lets it go on as
+      preemptible work (charged at the discounted tier): its waiting jobs are scheduled as
+      preemptible, whatever they asked for.
+    - ``pace``: spend so far over the spend expected by now on a linear plan (1.0 on plan, below 1
+      behind, above 1 ahead); read by the ``grant-pacing`` order policy only.
+    """
+
+    project: str
+    hold: str | None = None
+    preemptible_only: bool = False
+    pace: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_name("grant standing project", self.project)
+        where = f"grant standing of project {self.project!r}"
+        if self.hold is not None and (not isinstance(self.hold, str) or not self.hold.strip()):
+            raise InvalidValueError(where, f"hold must be a non-empty sentence or None, got {self.hold!r}")
+        if self.hold is not None and self.preemptible_only:
+            raise InvalidValueError(where, "a project is either held or preemptible-only, not both")
+        if isinstance(self.pace, bool) or not isinstance(self.pace, int | float) or not math.isfinite(self.pace) \
+                or self.pace < 0:
+            raise InvalidValueError(where, f"pace must be a finite number >= 0, got {self.pace!r}")
+
+
 def quota_units(flavor: str, quota: Quota) -> tuple[int, int | None, int | None]:
     """A quota in kumo units: (nominal, borrowing_limit, lending_limit)."""
     bl = None if quota.borrowing_limit is None else to_units(flavor, quota.borrowing_limit)

@@ -50,7 +50,7 @@ class Profile:
     """What a cycle does.
 
     - ``order``: a name from :data:`kumo.core.policies.ORDER_POLICIES`
-      (``fifo``, ``priority``, ``fair-share``, ``las``, ``srtf``);
+      (``fifo``, ``priority``, ``fair-share``, ``grant-pacing``, ``las``, ``srtf``);
     - ``preemption``: a waiting job may stop running jobs of lower rank in its ``preemption_scope``
       (``queue``, ``cohort`` or ``cluster``); ``reclaim``: a queue under its nominal quota may stop
       jobs of cohort queues that borrow; non-preemptible jobs are never stopped, nor jobs that

@@ -35,6 +35,7 @@ from kumo.core.explain import Reason
 from kumo.core.fairshare import FairShareArbiter
 from kumo.core.model import Allocation, NodeState, Placement, WorkerPlacement
 from kumo.core.placement import NO_EXCLUDE, Shape, Slot, place
+from kumo.core.policies.fairshare import pace_factor
 from kumo.core.profile import DEFAULT_PROFILE, Profile
 from kumo.core.quota import INF
 from kumo.core.resources import GPU_MILLI, format_amount
@@ -77,6 +78,10 @@ class Cycle:
         self.cluster = snap.cluster.clone()
         self.quota = snap.quota.clone()
         self.fs = snap.fs.clone()
+        if getattr(self.policy, "paced", False) and snap.standings:  # grant-pacing: weights follow the plans
+            fs, standings = self.fs, snap.standings
+            fs.weight = [w * pace_factor(standings[name].pace) if name in standings else w
+                         for name, w in zip(fs.names, fs.weight, strict=True)]
         self.running: dict[str, Running] = dict(snap.running)
         self._ends: dict[int, list[tuple[float, str]]] = {}
         self.started_now: set[str] = set()
@@ -665,9 +670,13 @@ class Cycle:
         runs = self.runs
         done = self.done
 
+        held = self.snap.held
+
         def why(job_id: str) -> Reason | None:
             if job_id in done:
                 return None
+            if job_id in held:
+                return held[job_id][1]
             job = pending.get(job_id)
             if job is None:
                 return None
@@ -685,9 +694,10 @@ class Cycle:
             return run.reason
 
         def ids() -> Any:
-            return (j for j in pending if j not in done)
+            yield from (j for j in pending if j not in done)
+            yield from held
 
-        self.decisions.waiting = Waiting(ids, why, len(pending) - len(done))
+        self.decisions.waiting = Waiting(ids, why, len(pending) - len(done) + len(held))
         self.decisions.parks = [(self.index, run.cls, run.park if run.reason is not None and run.backfill_reason is None
                                  else None) for run in runs.values() if run.park is not None or run.cls.awake]
         return self.decisions

@@ -16,6 +16,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 from typing import Any
 
+from kumo.core import explain
 from kumo.core._gc import collector_paused
 from kumo.core.classes import ClassIndex, JobClass, Option, shape_of
 from kumo.core.decisions import Decisions
@@ -27,10 +28,12 @@ from kumo.core.errors import (
     UnknownReferenceError,
     UnsatisfiableJobError,
 )
+from kumo.core.explain import Reason
 from kumo.core.fairshare import FairShareState
 from kumo.core.model import (
     Allocation,
     Cohort,
+    GrantStanding,
     Job,
     Node,
     NodeState,
@@ -103,14 +106,16 @@ class Snapshot:
         usage: Iterable[UsageSample] = (),
         flavors: Iterable[str] = (),
         unsatisfiable: str = "raise",
+        standings: Iterable[GrantStanding] = (),
     ) -> None:
         with collector_paused():
-            self._build(nodes, queues, cohorts, programmes, projects, jobs, running, usage, flavors, unsatisfiable)
+            self._build(nodes, queues, cohorts, programmes, projects, jobs, running, usage, flavors, unsatisfiable,
+                        standings)
 
     def _build(self, nodes: Iterable[Node], queues: Iterable[Queue], cohorts: Iterable[Cohort],
                programmes: Iterable[Programme], projects: Iterable[Project], jobs: Iterable[Job],
                running: Iterable[Allocation], usage: Iterable[UsageSample], flavors: Iterable[str],
-               unsatisfiable: str) -> None:
+               unsatisfiable: str, standings: Iterable[GrantStanding]) -> None:
         if unsatisfiable not in ("raise", "reject"):
             raise InvalidValueError("snapshot", f"unsatisfiable must be 'raise' or 'reject', got {unsatisfiable!r}")
         self.unsatisfiable = unsatisfiable
@@ -148,6 +153,10 @@ class Snapshot:
         self._known_constraints: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
         self._signatures: dict[tuple[Any, ...], tuple[tuple[Option, ...], str | None, int]] = {}
         self._job_refs: dict[str, tuple[int, int, int]] = {}  # waiting job -> (queue, project, signature id)
+        self.standings: dict[str, GrantStanding] = {}
+        self.held: dict[str, tuple[Job, Reason]] = {}  # waiting jobs of held projects, not scheduled
+        self._coerced: set[str] = set()  # waiting jobs made preemptible by a preemptible-only standing
+        self.standings = self._check_standings(standings)
         for alloc in running:
             self._add_running(alloc, check=True)
         for job in jobs:
@@ -282,12 +291,21 @@ class Snapshot:
 
     # ------------------------------------------------------------------ job indexing
     def _add_pending(self, job: Job) -> None:
-        if job.id in self.pending or job.id in self.running:
+        if job.id in self.pending or job.id in self.running or job.id in self.held:
             raise DuplicateError(f"job {job.id!r}", "a job with this id already exists")
         q = self.quota.index.get((False, job.queue))
         p = self.fs.index.get(job.project)
         if q is None or p is None:
             self._refs(job)  # raises, naming what is unknown
+        standing = self.standings.get(job.project)
+        if standing is not None:
+            if standing.hold is not None:
+                self._refs(job)
+                self.held[job.id] = (job, Reason(explain.GRANT, standing.hold))
+                return
+            if standing.preemptible_only and not job.preemptible:
+                job = dataclasses.replace(job, preemptible=True)
+                self._coerced.add(job.id)
         key = (job.gpu_models, job.regions, job.speeds, job.workers, job.gpus, job.gpu_milli,
                job.cpu_milli, job.mem_mib, job.topology)
         found = self._signatures.get(key)
@@ -305,7 +323,13 @@ class Snapshot:
             index.add(job)
 
     def _remove_pending(self, job_id: str) -> Job:
+        held = self.held.pop(job_id, None)
+        if held is not None:
+            return held[0]
         job = self.pending.pop(job_id)
+        if job_id in self._coerced:  # give back what it asked for: the standing may change before it runs
+            self._coerced.discard(job_id)
+            job = dataclasses.replace(job, preemptible=False)
         self._rejected.pop(job_id, None)
         for index in self._indexes.values():
             index.remove(job)
@@ -428,8 +452,8 @@ class Snapshot:
         return rec.alloc
 
     def cancel(self, job_id: str) -> None:
-        """Remove a job, waiting or running."""
-        if job_id in self.pending:
+        """Remove a job, waiting (held or not) or running."""
+        if job_id in self.pending or job_id in self.held:
             self._remove_pending(job_id)
         elif job_id in self.running:
             self._remove_running(job_id)
@@ -465,6 +489,27 @@ class Snapshot:
         self.fs.history = history
         self.version += 1
 
+    def set_standings(self, standings: Iterable[GrantStanding]) -> None:
+        """Replace the projects' grant standings: jobs of projects now held leave the schedule
+        (with the hold as their reason), those of projects no longer held come back."""
+        found = self._check_standings(standings)  # before anything moves: a bad standing changes nothing
+        ids = [*self.pending, *self.held]
+        waiting = [self._remove_pending(jid) for jid in ids]  # each as it was submitted
+        self.standings = found
+        for job in waiting:
+            self._add_pending(job)
+        self.version += 1
+
+    def _check_standings(self, standings: Iterable[GrantStanding]) -> dict[str, GrantStanding]:
+        found: dict[str, GrantStanding] = {}
+        for st in standings:
+            if st.project not in self.fs.index:
+                raise UnknownReferenceError("grant standing", f"project {st.project!r} does not exist")
+            if st.project in found:
+                raise DuplicateError("grant standing", f"project {st.project!r} has two standings")
+            found[st.project] = st
+        return found
+
     def apply(self, decisions: Decisions) -> None:
         """Assume ``decisions``: stop preempted and requeued jobs (back to waiting, keeping what
         they attained), drop rejected jobs, start the started ones."""
@@ -489,7 +534,8 @@ class Snapshot:
         for rej in decisions.rejects:
             self._remove_pending(rej.job_id)
         for s in decisions.starts:
-            job = self._remove_pending(s.job_id)
+            job = self.pending[s.job_id]  # as scheduled (preemptible under a preemptible-only standing)
+            self._remove_pending(s.job_id)
             self._add_running(Allocation(job, s.placement, now, None))
         self.version += 1
 
@@ -511,11 +557,12 @@ class Snapshot:
             "cohorts": list(self.cohorts),
             "programmes": list(self.programmes),
             "projects": list(self.projects),
-            "jobs": list(self.pending.values()),
+            "jobs": [*self.pending.values(), *(job for job, _ in self.held.values())],
             "running": [r.alloc for r in self.running.values()],
             "usage": list(self.usage),
             "flavors": sorted(self.flavors),
             "unsatisfiable": self.unsatisfiable,
+            "standings": list(self.standings.values()),
         }
 
     def placement_of(self, job_id: str) -> Placement:

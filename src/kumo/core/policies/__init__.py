@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from kumo.core.policies.base import OrderPolicy
 from kumo.core.policies.basic import Fifo, StrictPriority
-from kumo.core.policies.fairshare import FairShare
+from kumo.core.policies.fairshare import FairShare, GrantPacing
 from kumo.core.policies.las import LeastAttainedService
 from kumo.core.policies.srtf import ShortestRemainingTime
 
@@ -19,6 +19,7 @@ ORDER_POLICIES: dict[str, Callable[[Profile], OrderPolicy]] = {
     "fifo": Fifo,
     "priority": StrictPriority,
     "fair-share": FairShare,
+    "grant-pacing": GrantPacing,
     "las": LeastAttainedService,
     "srtf": ShortestRemainingTime,
 }
