@@ -171,12 +171,14 @@ def test_restart_adopts_running_work_and_runs_nothing_twice(store: Store, tmp_pa
     second = controller(store, ex, tmp_path, holder="second", ttl_s=1.0)
     until(second, lambda: job_state(store, jid)[0].final)
     state, attempts, reason = job_state(store, jid)
-    # adopted processes are not the new controller's children: their exit status is unknown, so the
-    # job ends (failed, saying so) rather than running a second time
-    assert (state, attempts) == (JobState.FAILED, 1)
-    assert reason.startswith("exit status unknown")
+    # adopted processes are not the new controller's children, but their keepers recorded the exit
+    # code: the job succeeds, exactly as if the controller had never restarted, and runs once
+    assert (state, attempts, reason) == (JobState.SUCCEEDED, 1, "")
     with store.session(readonly=True) as s:
-        kinds = [e.kind for e in JobRepository(s).events(jid)]
+        jobs = JobRepository(s)
+        kinds = [e.kind for e in jobs.events(jid)]
+        [attempt] = jobs.attempts(jid)
+        assert (attempt.outcome, attempt.exit_code) == (AttemptOutcome.SUCCEEDED, 0)
     assert "adopted" in kinds
     assert marker.read_text() == "x"  # it ran once
 

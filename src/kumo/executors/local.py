@@ -1,10 +1,14 @@
 """The local executor: every worker of a gang is a process on this machine, in its own process group.
 
-``poll()`` does all the work (reaping, gang failure, walltime, SIGKILL after a grace), so there
-are no threads. Each attempt has a state file ``<state_dir>/<job>.<attempt>.json`` naming its
-workers' pids and process groups, written when it starts and removed when ``poll()`` reports its
-end, so that a restarted controller can ``recover()`` the attempts still running and ``adopt()``
-them (and ``stop()`` the ones it does not want). See ``docs/concepts/executors.md``.
+Each worker runs under a **keeper** (``_keeper.py``): a small Python process that leads the
+worker's process group, starts the command as its child, and writes the command's exit code to
+an exit file ``<state_dir>/<job>.<attempt>.<rank>.exit`` when it ends. ``poll()`` does all the
+work (reaping, gang failure, walltime, the kill after a grace), so there are no threads. Each
+attempt has a state file ``<state_dir>/<job>.<attempt>.json`` naming its keepers' pids (= process
+groups) and exit files, written when it starts and removed (with the exit files) when ``poll()``
+reports its end, so that a restarted controller can ``recover()`` the attempts still running,
+``adopt()`` them and learn their exit codes from the exit files (and ``stop()`` the ones it does
+not want). See ``docs/concepts/executors.md``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,16 +44,21 @@ from kumo.executors.base import (
 from kumo.executors.gpus import GpuInventory
 
 _log = logging.getLogger(__name__)
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: workers run under keepers and have exit files; 1 (still read): no keepers
+KEEPER = Path(__file__).with_name("_keeper.py")
+KEEPER_KILL_S = 2.0  # real seconds from SIGUSR1 to a keeper until its whole group gets SIGKILL
+KEEPER_READY_S = 10.0  # real seconds a keeper has to say whether it started the command
 
 
 @dataclass(slots=True)
 class _Worker:
     rank: int
     node: str
-    pid: int
+    pid: int  # the keeper's, which is the process group id (a version-1 state file: the command's)
     start_ticks: str | None
     proc: subprocess.Popen[bytes] | None  # None: adopted, not our child
+    exit_file: Path | None  # where the keeper writes the exit code; None: no keeper (version 1)
+    command_pid: int | None = None  # the command's own pid, when known
     exit_code: int | None = None
     exited: bool = False
 
@@ -66,7 +77,8 @@ class _Attempt:
     ending: EventKind | None = None  # why it is being brought down
     message: str = ""
     failed_code: int | None = None
-    kill_at: float | None = None
+    kill_at: float | None = None  # executor clock: the grace is over, SIGUSR1 to the keepers
+    hard_kill_at: float | None = None  # time.monotonic(): keepers still there, SIGKILL their groups
 
     @property
     def world(self) -> int:
@@ -105,11 +117,16 @@ class LocalExecutor:
         log_dir = _make_dir(Path(spec.log_dir).absolute(), "log")  # absolute: the state file outlives our cwd
         now = self._clock()
         self._known[(spec.job_id, spec.attempt)] = (log_dir, len(envs))
+        exit_files = {r: self._state_dir / f"{file_key(spec.job_id)}.{spec.attempt}.{r}.exit" for r in envs}
         try:
-            workers = _spawn_gang(spec, envs)
+            workers = _spawn_gang(spec, envs, exit_files)
         except _LaunchFailed as e:
+            _remove_exit_files(exit_files.values())
             self._events.append(ExecutorEvent(spec.job_id, spec.attempt, EventKind.FAILED, now, e.code, e.message))
             return
+        except BaseException:
+            _remove_exit_files(exit_files.values())
+            raise
         att = _Attempt(
             spec.job_id, spec.attempt, workers, log_dir, spec.walltime_limit_s, now, time.time(),
             self._state_dir / f"{file_key(spec.job_id)}.{spec.attempt}.json",
@@ -118,10 +135,13 @@ class LocalExecutor:
             _write_state(att)
         except OSError as e:
             _kill_now(workers)
+            _remove_exit_files(exit_files.values())
             raise ExecutorError(f"cannot write the state file {att.state_file}: {e.strerror or e}") from e
         self._attempts[spec.job_id] = att
-        pids = ",".join(str(w.pid) for w in workers)
-        self._events.append(ExecutorEvent(spec.job_id, spec.attempt, EventKind.STARTED, now, None, f"pids {pids}"))
+        pids = ",".join(str(w.command_pid) for w in workers)
+        groups = ",".join(str(w.pid) for w in workers)
+        self._events.append(ExecutorEvent(spec.job_id, spec.attempt, EventKind.STARTED, now, None,
+                                          f"pids {pids} (process groups {groups})"))
 
     def stop(self, job_id: str, reason: str, grace_s: float) -> None:
         att = self._attempts.get(job_id)
@@ -161,31 +181,36 @@ class LocalExecutor:
 
     def recover(self) -> list[RecoveredAttempt]:
         """Attempts named by state files in ``state_dir`` that this executor does not track
-        (left by an earlier controller), with whether each worker process still lives."""
+        (left by an earlier controller), with whether each worker (its keeper) still lives."""
         tracked = {(a.job_id, a.attempt) for a in self._attempts.values()}
         found = [_read_state(p) for p in sorted(self._state_dir.glob("*.json"))]
-        return [r for r in found if r is not None and (r.job_id, r.attempt) not in tracked]
+        return [r[0] for r in found if r is not None and (r[0].job_id, r[0].attempt) not in tracked]
 
     def adopt(self, recovered: RecoveredAttempt) -> None:
-        """Track a recovered attempt: ``poll()`` enforces its walltime and reports its end as
-        ``lost`` (exit status unknown: the processes are not our children) unless it was stopped."""
+        """Track a recovered attempt: ``poll()`` enforces its walltime and reports its end with the
+        exit codes its keepers wrote to their exit files, as for an attempt it launched. Where an
+        exit file is missing (a keeper killed hard; a version-1 state file: no keepers) the
+        attempt ends ``lost`` (exit status unknown), unless it was stopped or a worker failed."""
         if recovered.job_id in self._attempts:
             raise ExecutorError(f"job {recovered.job_id!r} already has a running attempt")
+        state = _read_state(recovered.state_file)
+        exit_files = state[1] if state is not None else {}
         workers = [
-            _Worker(w.rank, w.node, w.pid, w.start_ticks, None, exited=not _alive(w.pid, w.start_ticks))
-            for w in recovered.workers
+            _Worker(w.rank, w.node, w.pid, w.start_ticks, None, exit_files.get(w.rank)) for w in recovered.workers
         ]
         elapsed = max(0.0, time.time() - recovered.started_unix)
         att = _Attempt(
             recovered.job_id, recovered.attempt, workers, recovered.log_dir, recovered.walltime_limit_s,
             self._clock() - elapsed, recovered.started_unix, recovered.state_file, adopted=True,
         )
+        _reap(att)  # those that have ended already, with their exit codes
         self._attempts[att.job_id] = att
         self._known[(att.job_id, att.attempt)] = (att.log_dir, att.world)
 
     def shutdown(self, grace_s: float = 5.0) -> list[ExecutorEvent]:
-        """Stop every attempt now (SIGTERM, SIGKILL after ``grace_s`` real seconds), wait for the
-        processes and return the remaining events. A controller whose jobs should survive its
+        """Stop every attempt now (SIGTERM; after ``grace_s`` real seconds SIGUSR1 to the keepers,
+        which SIGKILL their groups; SIGKILL to the groups if a keeper is still there), wait for
+        the processes and return the remaining events. A controller whose jobs should survive its
         restart does not call this."""
         for att in self._attempts.values():
             if att.ending is None:
@@ -193,8 +218,12 @@ class LocalExecutor:
             _signal(att, signal.SIGTERM)
         self._wait_exits(grace_s)
         for att in self._attempts.values():
-            _signal(att, signal.SIGKILL)
+            _escalate(att)
             att.kill_at = None
+        self._wait_exits(KEEPER_KILL_S)
+        for att in self._attempts.values():
+            _signal(att, signal.SIGKILL)
+            att.hard_kill_at = None
         self._wait_exits(5.0)
         return self.poll()
 
@@ -209,8 +238,11 @@ class LocalExecutor:
             att.message = f"ran past its walltime limit of {att.walltime_limit_s:g}s"
             self._bring_down(att, now, self._grace_s)
         if att.kill_at is not None and now >= att.kill_at:
-            _signal(att, signal.SIGKILL)
+            _escalate(att)
             att.kill_at = None
+        if att.hard_kill_at is not None and time.monotonic() >= att.hard_kill_at:
+            _signal(att, signal.SIGKILL)  # a keeper did not end in time: the last resort
+            att.hard_kill_at = None
         if all(w.exited for w in att.workers):
             self._finish(att, now)
 
@@ -227,24 +259,27 @@ class LocalExecutor:
         deadline = now + max(0.0, grace_s)
         att.kill_at = deadline if att.kill_at is None else min(att.kill_at, deadline)
         if now >= att.kill_at:
-            _signal(att, signal.SIGKILL)
+            _escalate(att)
             att.kill_at = None
 
     def _finish(self, att: _Attempt, now: float) -> None:
         codes = tuple(w.exit_code for w in att.workers)
-        kind = att.ending or (EventKind.LOST if att.adopted else EventKind.SUCCEEDED)
+        known = all(c is not None for c in codes)
+        kind = att.ending or (EventKind.SUCCEEDED if known else EventKind.LOST)
         code: int | None = None
         message = att.message
         if kind is EventKind.SUCCEEDED:
             code, message = 0, f"all {att.world} workers exited 0"
         elif kind is EventKind.FAILED:
             code = att.failed_code
-        elif kind is not EventKind.LOST and not att.adopted:
-            code = next((c for c in codes if c), 0)
-        if kind is EventKind.LOST:
-            message = "exit status unknown: the processes were adopted after a restart and have ended"
+        elif kind is EventKind.LOST:
+            message = ("exit status unknown: the processes were adopted after a restart and ended"
+                       " without recording it")
+        else:  # stopped, walltime: the first non-zero code by rank, else 0 (None: some are unknown)
+            code = next((c for c in codes if c), 0 if known else None)
         if not att.adopted:
             _signal(att, signal.SIGKILL, strays=True)  # whatever a worker left in its group
+        _remove_exit_files(w.exit_file for w in att.workers if w.exit_file is not None)
         att.state_file.unlink(missing_ok=True)
         del self._attempts[att.job_id]
         self._events.append(ExecutorEvent(att.job_id, att.attempt, kind, now, code, message, codes))
@@ -283,44 +318,102 @@ def _launch_failure(error: OSError, program: str) -> _LaunchFailed:
 # -- processes ------------------------------------------------------------------------------------
 
 
-def _spawn_gang(spec: LaunchSpec, envs: dict[int, dict[str, str]]) -> list[_Worker]:
-    """Start every worker, by rank; if one cannot start, kill and reap those already started."""
-    started: list[_Worker] = []
+def _spawn_gang(spec: LaunchSpec, envs: dict[int, dict[str, str]], exit_files: dict[int, Path]) -> list[_Worker]:
+    """Start every worker's keeper, by rank, then wait until each says it started its command; if
+    one cannot start, kill and reap those already started."""
+    started: list[tuple[_Worker, int]] = []
     try:
         for w in sorted(spec.placement.workers, key=lambda w: w.rank):
-            started.append(_spawn(spec, envs[w.rank], w))
+            started.append(_spawn(spec, envs[w.rank], w, exit_files[w.rank]))
+        deadline = time.monotonic() + KEEPER_READY_S
+        for worker, ready in started:
+            _await_keeper(spec, worker, ready, deadline)
     except BaseException:
-        _kill_now(started)
+        _kill_now([w for w, _ in started])
         raise
-    return started
+    finally:
+        for _, ready in started:
+            with contextlib.suppress(OSError):
+                os.close(ready)
+    return [w for w, _ in started]
 
 
-def _spawn(spec: LaunchSpec, env: dict[str, str], w: WorkerPlacement) -> _Worker:
+def _spawn(spec: LaunchSpec, env: dict[str, str], w: WorkerPlacement, exit_file: Path) -> tuple[_Worker, int]:
+    """Start one worker's keeper; returns it and the pipe on which it says whether it started the command."""
     path = log_path(spec.log_dir, spec.job_id, spec.attempt, w.rank)
     try:
         out = path.open("wb")
     except OSError as e:
         raise ExecutorError(f"cannot write the log {path}: {e.strerror or e}") from e
+    exit_file.unlink(missing_ok=True)  # an attempt's number is not reused, but be sure
     with out:
         try:
             if spec.workdir is not None and not Path(spec.workdir).is_dir():
                 raise _LaunchFailed(126, f"workdir not found: {spec.workdir}")
-            proc = subprocess.Popen(
-                spec.command, cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            ready, answer = os.pipe()
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(KEEPER), "--ready-fd", str(answer), str(exit_file), "--",
+                     *spec.command],
+                    cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, pass_fds=(answer,),
+                )
+            except BaseException:
+                os.close(ready)
+                raise
+            finally:
+                os.close(answer)
         except (OSError, _LaunchFailed) as e:
-            failure = e if isinstance(e, _LaunchFailed) else _launch_failure(e, spec.command[0])
+            failure = e if isinstance(e, _LaunchFailed) else _launch_failure(e, sys.executable)
             out.write(f"kumo: {failure.message}\n".encode())
             raise failure from None
     stat = _proc_stat(proc.pid)
-    return _Worker(w.rank, w.node, proc.pid, stat and stat[1], proc)
+    return _Worker(w.rank, w.node, proc.pid, stat and stat[1], proc, exit_file), ready
+
+
+def _await_keeper(spec: LaunchSpec, worker: _Worker, ready: int, deadline: float) -> None:
+    """Read the keeper's answer: ``ok <pid>``, or ``<code> <message>`` if the command could not start."""
+    assert worker.proc is not None
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([ready], [], [], left)[0]:
+            message = f"cannot start {spec.command[0]}: its keeper did not answer within {KEEPER_READY_S:g}s"
+            _append_log(spec, worker.rank, message)
+            raise _LaunchFailed(126, message)
+        chunk = os.read(ready, 4096)
+        if not chunk:
+            break
+        data += chunk
+    word, _, rest = data.decode(errors="replace").partition(" ")
+    if word == "ok":
+        worker.command_pid = int(rest)
+        return
+    worker.proc.wait(timeout=KEEPER_READY_S)
+    if word.isdigit():
+        raise _LaunchFailed(int(word), rest)  # the keeper wrote it to the log already
+    message = f"cannot start {spec.command[0]}: its keeper {describe_exit(worker.proc.returncode)}"
+    _append_log(spec, worker.rank, message)
+    raise _LaunchFailed(126, message)
+
+
+def _append_log(spec: LaunchSpec, rank: int, message: str) -> None:
+    with contextlib.suppress(OSError), log_path(spec.log_dir, spec.job_id, spec.attempt, rank).open("ab") as f:
+        f.write(f"kumo: {message}\n".encode())
 
 
 def _kill_now(workers: list[_Worker]) -> None:
+    """Kill just-started workers through their keepers (which reap them); SIGKILL what is left."""
     for w in workers:
-        _killpg(w.pid, signal.SIGKILL)
-        if w.proc is not None:
+        if w.proc is not None and w.proc.poll() is None:
+            _kill(w.pid, signal.SIGUSR1)
+    for w in workers:
+        if w.proc is None:
+            continue
+        try:
+            w.proc.wait(timeout=KEEPER_KILL_S)
+        except subprocess.TimeoutExpired:
+            _killpg(w.pid, signal.SIGKILL)
             w.proc.wait(timeout=5)
 
 
@@ -337,18 +430,78 @@ def _reap(att: _Attempt) -> None:
         if w.exited:
             continue
         if w.proc is not None:
-            code = w.proc.poll()
+            code = w.proc.poll()  # the keeper ends as its command did
             if code is not None:
                 w.exited, w.exit_code = True, code
         elif not _alive(w.pid, w.start_ticks):
-            w.exited = True
+            code = _read_exit_code(w.exit_file)
+            if code is not None or w.exit_file is None or not _orphans(w.pid, w.start_ticks):
+                w.exited, w.exit_code = True, code
+            # else: its keeper was killed hard, but the command (or what it started) still runs
+
+
+def _orphans(keeper: int, start_ticks: str | None) -> list[int]:
+    """The live processes of the group of a keeper that was killed before it could record an exit
+    code (its command, or what that started). The group is still the worker's while it has members
+    and no other process took the keeper's pid (a group id is not reused while the group exists)."""
+    stat = _proc_stat(keeper)
+    if stat is not None and stat[1] != start_ticks:
+        return []  # the pid is another process's now: the group we knew has ended
+    return _group_members(keeper)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, from ``/proc`` (none elsewhere)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = Path(f"/proc/{name}/stat").read_text()
+                fields = text[text.rindex(")") + 2 :].split()
+                if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                    found.append(int(name))
+    return found
 
 
 def _signal(att: _Attempt, sig: signal.Signals, *, strays: bool = False) -> None:
     """Signal the process group of every worker still running (``strays``: of every worker)."""
     for w in att.workers:
-        if (strays or not w.exited) and (w.proc is not None or _alive(w.pid, w.start_ticks)):
+        if (strays or not w.exited) and _signallable(w):
             _killpg(w.pid, sig)
+
+
+def _signallable(w: _Worker) -> bool:
+    """Whether ``w``'s process group is still the one we started (an adopted worker's pid may be reused)."""
+    return w.proc is not None or _running(w.pid, w.start_ticks, keeper=w.exit_file is not None)
+
+
+def _running(pid: int, start_ticks: str | None, *, keeper: bool) -> bool:
+    """Whether a worker runs: its keeper (``pid``) lives, or was killed and left its command running."""
+    return _alive(pid, start_ticks) or (keeper and bool(_orphans(pid, start_ticks)))
+
+
+def _escalate(att: _Attempt) -> None:
+    """The grace is over: SIGUSR1 to each keeper still running (it SIGKILLs its group and reaps its
+    command), then SIGKILL to the groups if keepers are still there ``KEEPER_KILL_S`` later.
+    A worker without a keeper (a version-1 state file) gets SIGKILL to its group at once."""
+    for w in att.workers:
+        if w.exited or not _signallable(w):
+            continue
+        if w.exit_file is None or (w.proc is None and not _alive(w.pid, w.start_ticks)):
+            _killpg(w.pid, signal.SIGKILL)  # no keeper (a version-1 state file), or it was killed
+        else:
+            _kill(w.pid, signal.SIGUSR1)
+            if att.hard_kill_at is None:
+                att.hard_kill_at = time.monotonic() + KEEPER_KILL_S
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
@@ -385,7 +538,24 @@ def _alive(pid: int, start_ticks: str | None) -> bool:
     return stat is not None and stat[0] not in ("Z", "X") and start_ticks in (None, stat[1])
 
 
-# -- state files --------------------------------------------------------------------------------
+# -- state and exit files -------------------------------------------------------------------------
+
+
+def _read_exit_code(path: Path | None) -> int | None:
+    """The code a keeper wrote (``-N``: killed by signal N); None without a keeper or a file."""
+    if path is None:
+        return None
+    try:
+        return int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _remove_exit_files(paths: Iterable[Path]) -> None:
+    for path in paths:
+        for p in (path, path.with_name(path.name + ".tmp")):
+            with contextlib.suppress(OSError):
+                p.unlink(missing_ok=True)
 
 
 def _write_state(att: _Attempt) -> None:
@@ -397,7 +567,8 @@ def _write_state(att: _Attempt) -> None:
         "walltime_limit_s": att.walltime_limit_s,
         "log_dir": str(att.log_dir),
         "workers": [
-            {"rank": w.rank, "node": w.node, "pid": w.pid, "pgid": w.pid, "start_ticks": w.start_ticks}
+            {"rank": w.rank, "node": w.node, "pid": w.pid, "pgid": w.pid, "start_ticks": w.start_ticks,
+             "command_pid": w.command_pid, "exit_file": str(w.exit_file)}
             for w in att.workers
         ],
     }
@@ -406,22 +577,25 @@ def _write_state(att: _Attempt) -> None:
     os.replace(tmp, att.state_file)
 
 
-def _read_state(path: Path) -> RecoveredAttempt | None:
+def _read_state(path: Path) -> tuple[RecoveredAttempt, dict[int, Path]] | None:
+    """The attempt a state file names, and its workers' exit files by rank (none in version 1)."""
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-        if state["version"] != STATE_VERSION:
-            raise ValueError(f"version {state['version']!r}, expected {STATE_VERSION}")
+        if state["version"] not in (1, STATE_VERSION):
+            raise ValueError(f"version {state['version']!r}, expected 1 or {STATE_VERSION}")
         workers = tuple(
             RecoveredWorker(
                 int(w["rank"]), str(w["node"]), int(w["pid"]), int(w["pgid"]), w["start_ticks"],
-                _alive(int(w["pid"]), w["start_ticks"]),
+                _running(int(w["pid"]), w["start_ticks"], keeper=state["version"] >= 2),
             )
             for w in state["workers"]
         )
-        return RecoveredAttempt(
+        exit_files = {int(w["rank"]): Path(w["exit_file"]) for w in state["workers"] if state["version"] >= 2}
+        recovered = RecoveredAttempt(
             str(state["job_id"]), int(state["attempt"]), workers, Path(state["log_dir"]),
             float(state["started_unix"]), state["walltime_limit_s"], path,
         )
+        return recovered, exit_files
     except (OSError, ValueError, KeyError, TypeError) as e:
         _log.warning("skipping %s: not a kumo executor state file (%s)", path, e)
         return None
