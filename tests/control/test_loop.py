@@ -183,6 +183,27 @@ def test_restart_adopts_running_work_and_runs_nothing_twice(store: Store, tmp_pa
     assert marker.read_text() == "x"  # it ran once
 
 
+def test_a_job_that_ended_while_no_controller_ran_keeps_its_recorded_outcome(store: Store, tmp_path: Path) -> None:
+    first = controller(store, executor(tmp_path), tmp_path, holder="first", ttl_s=1.0)
+    marker = tmp_path / "runs.txt"
+    jid = submit(store, f"open({str(marker)!r}, 'a').write('x'); raise SystemExit(3)")
+    until(first, lambda: first.executor.running().get(jid) == 1)
+    # the controller dies at once; the job exits 3 while none runs (its keeper records the code)
+    deadline = time.monotonic() + 20
+    while not any(p.suffix == ".exit" and p.read_text().strip() for p in (tmp_path / "state").iterdir()):
+        assert time.monotonic() < deadline, "the keeper never recorded the exit code"
+        time.sleep(0.05)
+    time.sleep(1.1)  # the old lease expires
+    second = controller(store, executor(tmp_path), tmp_path, holder="second", ttl_s=1.0)
+    until(second, lambda: job_state(store, jid)[0].final)
+    state, attempts, _ = job_state(store, jid)
+    assert (state, attempts) == (JobState.FAILED, 1)  # its real outcome: not requeued, not run again
+    with store.session(readonly=True) as s:
+        [attempt] = JobRepository(s).attempts(jid)
+        assert (attempt.outcome, attempt.exit_code) == (AttemptOutcome.FAILED, 3)
+    assert marker.read_text() == "x"
+
+
 def test_a_started_job_whose_process_is_gone_after_restart_is_requeued(store: Store, tmp_path: Path) -> None:
     first = controller(store, executor(tmp_path), tmp_path, holder="first", ttl_s=1.0)
     jid = submit(store, "import time; time.sleep(60)")

@@ -132,8 +132,8 @@ class Controller:
         adopt = getattr(self.executor, "adopt", None)
         if recover is not None and adopt is not None:
             known = self.executor.running()
-            for rec in recover():
-                if rec.alive and known.get(rec.job_id) != rec.attempt:
+            for rec in recover():  # still running, or ended while no controller watched with its codes recorded
+                if (rec.alive or rec.outcome_known) and known.get(rec.job_id) != rec.attempt:
                     adopt(rec)
         live = self.executor.running()
         with self._fenced(now) as s:

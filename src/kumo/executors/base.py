@@ -105,7 +105,8 @@ class LaunchSpec:
 
 @dataclass(frozen=True, slots=True)
 class RecoveredWorker:
-    """A worker process named by a state file; ``alive`` when it was looked at."""
+    """A worker process named by a state file; ``alive`` when it was looked at; ``exit_code`` as
+    recorded by its keeper once it ended (None: still running, or unknown)."""
 
     rank: int
     node: str
@@ -113,6 +114,7 @@ class RecoveredWorker:
     pgid: int
     start_ticks: str | None
     alive: bool
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,11 @@ class RecoveredAttempt:
     @property
     def alive(self) -> bool:
         return any(w.alive for w in self.workers)
+
+    @property
+    def outcome_known(self) -> bool:
+        """Every worker has ended with a recorded exit code: adopting it reports its real outcome."""
+        return not self.alive and all(w.exit_code is not None for w in self.workers)
 
     @property
     def pids(self) -> tuple[int, ...]:

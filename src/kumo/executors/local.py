@@ -583,14 +583,15 @@ def _read_state(path: Path) -> tuple[RecoveredAttempt, dict[int, Path]] | None:
         state = json.loads(path.read_text(encoding="utf-8"))
         if state["version"] not in (1, STATE_VERSION):
             raise ValueError(f"version {state['version']!r}, expected 1 or {STATE_VERSION}")
+        exit_files = {int(w["rank"]): Path(w["exit_file"]) for w in state["workers"] if state["version"] >= 2}
         workers = tuple(
             RecoveredWorker(
                 int(w["rank"]), str(w["node"]), int(w["pid"]), int(w["pgid"]), w["start_ticks"],
                 _running(int(w["pid"]), w["start_ticks"], keeper=state["version"] >= 2),
+                _read_exit_code(exit_files.get(int(w["rank"]))),
             )
             for w in state["workers"]
         )
-        exit_files = {int(w["rank"]): Path(w["exit_file"]) for w in state["workers"] if state["version"] >= 2}
         recovered = RecoveredAttempt(
             str(state["job_id"]), int(state["attempt"]), workers, Path(state["log_dir"]),
             float(state["started_unix"]), state["walltime_limit_s"], path,
