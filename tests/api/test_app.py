@@ -11,7 +11,7 @@ from .conftest import Api
 
 
 def test_health_and_metrics_need_no_token(api: Api) -> None:
-    assert api.get(None, "/healthz").json() == {"status": "ok", "database": api.store.dialect, "revision": "0001"}
+    assert api.get(None, "/healthz").json() == {"status": "ok", "database": api.store.dialect, "revision": "0003"}
     api.app.state.metrics.state({"h200": 3}, {"gpu.h200": 2.0})
     r = api.get(None, "/metrics")
     assert r.status_code == 200 and r.headers["content-type"] == CONTENT_TYPE

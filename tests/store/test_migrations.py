@@ -17,24 +17,33 @@ from kumo.store.models import Counter
 TABLES = {
     "api_tokens", "attempts", "audit_log", "clusters", "cohorts", "counters", "job_events", "jobs", "leases",
     "memberships", "nodes", "programmes", "projects", "queues", "users",
+    "rate_card_versions", "rate_card_prices", "grants", "grant_requests", "usage_records", "grant_alerts",
 }  # fmt: skip
+HEAD = "0003"
 
 
 def tables(store: Store) -> set[str]:
     return set(inspect(store.engine).get_table_names()) - {"alembic_version"}
 
 
-def test_one_initial_revision_is_the_head() -> None:
+def test_revisions_form_one_line_to_the_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0001"]
-    assert [rev.revision for rev in script.walk_revisions()] == ["0001"]
+    assert script.get_heads() == [HEAD]
+    assert [rev.revision for rev in script.walk_revisions()] == ["0003", "0002", "0001"]
+
+
+def test_the_grant_policy_revision_goes_down_and_up_on_its_own(store: Store) -> None:
+    store.downgrade("0002")
+    assert "grant_policy" not in {c["name"] for c in inspect(store.engine).get_columns("programmes")}
+    store.upgrade()
+    assert "grant_policy" in {c["name"] for c in inspect(store.engine).get_columns("programmes")}
 
 
 def test_upgrade_an_empty_database_to_head(empty_store: Store) -> None:
     assert empty_store.revision() is None
     assert tables(empty_store) == set()
     empty_store.upgrade()
-    assert empty_store.revision() == "0001"
+    assert empty_store.revision() == HEAD
     assert tables(empty_store) == TABLES
     with empty_store.session() as s:
         counters = {name: value for name, value in s.execute(select(Counter.name, Counter.value))}
@@ -64,7 +73,7 @@ def test_alembic_downgrade_to_base_and_up_again(store: Store) -> None:
     assert tables(store) == set()
     with store.engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
-    assert store.revision() == "0001"
+    assert store.revision() == HEAD
     assert tables(store) == TABLES
 
 
@@ -72,9 +81,9 @@ def test_store_downgrade_and_upgrade(store: Store) -> None:
     store.downgrade("base")
     assert tables(store) == set()
     store.upgrade()
-    assert store.revision() == "0001"
+    assert store.revision() == HEAD
     store.upgrade()  # already at head: nothing to do
-    assert store.revision() == "0001"
+    assert store.revision() == HEAD
 
 
 def test_alembic_without_a_connection_opens_its_own(empty_store: Store) -> None:
@@ -82,7 +91,7 @@ def test_alembic_without_a_connection_opens_its_own(empty_store: Store) -> None:
     config = alembic_config()
     config.set_main_option("sqlalchemy.url", empty_store.url.render_as_string(hide_password=False))
     command.upgrade(config, "head")
-    assert empty_store.revision() == "0001"
+    assert empty_store.revision() == HEAD
     assert tables(empty_store) == TABLES
 
 

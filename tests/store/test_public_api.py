@@ -13,6 +13,8 @@ EXPECTED = {
     "JobRepository", "JobState", "Lease", "LeaseRepository", "Membership", "Node", "NodeRepository",
     "NotFoundError", "Programme", "Project", "Queue", "Role", "RoleGrant", "StaleWriteError", "Store", "StoreError",
     "TenancyRepository", "TokenRepository", "User", "alembic_config", "default_url",
+    "AttemptSpan", "ForbiddenError", "Grant", "GrantAlert", "GrantKind", "GrantRepository", "GrantRequest",
+    "GrantStatus", "Metered", "RateVersion", "RequestKind", "RequestStatus", "UsageEntry", "UsageTotal",
 }  # fmt: skip
 
 

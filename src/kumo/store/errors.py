@@ -7,7 +7,8 @@ Hierarchy::
           ├── NotFoundError       no row of that kind with that name or id
           ├── ConflictError       a name already taken, or a change the row's state forbids
           ├── StaleWriteError     optimistic concurrency: the row's version moved since it was read
-          └── FencedError         a writer whose lease token is no longer the current one
+          ├── FencedError         a writer whose lease token is no longer the current one
+          └── ForbiddenError      a rule about who may do it forbids it (approving one's own request)
 
 Bad arguments (a negative weight, an unknown spec field, a naive datetime) raise
 :class:`kumo.core.errors.InvalidValueError`, as the core's constructors do.
@@ -57,3 +58,13 @@ class FencedError(StoreError):
         self.token = token
         self.why = why
         super().__init__(f"lease {lease!r}: token {token} is fenced off: {why}")
+
+
+class ForbiddenError(StoreError):
+    """``actor`` may not do this, whatever their roles: a rule of the store forbids it (a person
+    approving or denying their own grant request). An API answers it with 403."""
+
+    def __init__(self, actor: str, why: str) -> None:
+        self.actor = actor
+        self.why = why
+        super().__init__(f"{actor!r} may not {why}")

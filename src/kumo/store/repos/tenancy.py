@@ -37,6 +37,13 @@ class TenancyRepository(Repository):
         checked = core.Programme(name, weight)
         return add_unique(self.session, Programme(name=name, weight=checked.weight), f"programme {name!r}")
 
+    def set_grant_policy(self, programme: Programme | str, policy: dict[str, Any] | None) -> Programme:
+        """Store the programme's grant policy (checked by the caller: ``GrantPolicy.from_json``)."""
+        row = resolve(self.session, Programme, "programme", programme)
+        row.grant_policy = None if policy is None else dict(policy)
+        self.session.flush()
+        return row
+
     def get_programme(self, name: str) -> Programme:
         return by_name(self.session, Programme, "programme", name)
 
