@@ -128,3 +128,21 @@ def test_bad_standings_are_refused_naming_the_project() -> None:
     with pytest.raises(UnknownReferenceError):
         snap.set_standings([GrantStanding("pa", hold=HOLD), GrantStanding("nope")])
     assert list(snap.pending) == ["a1"] and not snap.held and not snap.standings  # nothing moved
+
+
+def test_stop_running_stops_the_held_projects_running_jobs_and_frees_their_gpus() -> None:
+    snap = (two_projects(gpus=2)
+            .running_job("ra", [("n0", (0, 1))], project="pa", preemptible=False)
+            .job("b1", project="pb", gpus=2)
+            .snapshot(standings=[GrantStanding("pa", hold=HOLD, stop_running=True)]))
+    d = schedule(snap, 100.0)
+    [p] = d.preemptions
+    assert (p.job_id, p.by, p.reason.message) == ("ra", "", f"grant: stopped: {HOLD}")
+    assert started(d) == ["b1"]  # on the GPUs the stopped job freed, in the same cycle
+    snap.apply(d)
+    assert list(snap.held) == ["ra"]  # it waits again, held with its project
+    quiet = two_projects(gpus=2).running_job("ra", [("n0", (0, 1))], project="pa").snapshot(
+        standings=[GrantStanding("pa", hold=HOLD)])
+    assert not schedule(quiet, 100.0).preemptions  # without stop_running, running work is never touched
+    with pytest.raises(InvalidValueError, match="stop_running needs a hold"):
+        GrantStanding("pa", stop_running=True)

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from kumo.api.metrics import Metrics
+from kumo.control.metering import Meter
 from kumo.control.state import build, core_placement, epoch, to_core_job
 from kumo.core import DEFAULT_PROFILE, GPU_MILLI, Allocation, Decisions, Profile, schedule
 from kumo.core.snapshot import checkpointed_work
@@ -41,6 +42,7 @@ from kumo.store import Store
 from kumo.store.errors import FencedError, StaleWriteError
 from kumo.store.models import AttemptOutcome, Job, JobState
 from kumo.store.repos import JobRepository, LeaseRepository
+from kumo.store.repos.jobs import placement_json
 
 LEASE = "controller"
 log = logging.getLogger("kumo.control")
@@ -75,8 +77,10 @@ class Controller:
 
     def __init__(self, store: Store, executor: Executor, log_dir: Path, *, profile: Profile = DEFAULT_PROFILE,
                  holder: str | None = None, ttl_s: float = 15.0, stop_grace_s: float = 10.0,
-                 clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None,
+                 meter: Meter | None = None) -> None:
         self.store, self.executor, self.log_dir = store, executor, Path(log_dir)
+        self.meter = meter
         self.profile, self.ttl_s, self.stop_grace_s, self.clock = profile, ttl_s, stop_grace_s, clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics = metrics
@@ -102,6 +106,7 @@ class Controller:
             result.events = len(events)
             self._record(events, now)
             self._cancel(now, result)
+            self._meter(now, ended=any(e.kind.terminal for e in events))
             result.decisions = self._schedule(now, result)
             self._launch_ready(result)
         except FencedError:
@@ -193,6 +198,19 @@ class Controller:
         jobs.end_attempt(job.id, job.version, outcome, now=now, exit_code=exit_code, reason=reason,
                          attained_gpu_s=attained, work_done_s=done)
 
+    # ------------------------------------------------------------------ metering
+    def _meter(self, now: datetime, *, ended: bool) -> None:
+        """Meter usage into grants and refresh the standings the next schedule reads (a failed pass
+        is logged: scheduling goes on with the standings of the last good one)."""
+        if self.meter is None:
+            return
+        if ended:
+            self.meter.ended()
+        try:
+            self.meter.maybe_run(now)
+        except Exception:
+            log.exception("metering pass failed; scheduling with the previous grant standings")
+
     # ------------------------------------------------------------------ cancellations
     def _cancel(self, now: datetime, result: Step) -> None:
         with self._fenced(now) as s:
@@ -212,8 +230,10 @@ class Controller:
 
     # ------------------------------------------------------------------ schedule and commit
     def _schedule(self, now: datetime, result: Step) -> Decisions:
+        standings = self.meter.standings if self.meter is not None else ()
+        usage = self.meter.usage if self.meter is not None else ()
         with self.store.session(readonly=True) as s:
-            picture = build(s)
+            picture = build(s, standings=standings, usage=usage)
             depth: dict[str, int] = {}
             for job in picture.jobs.values():
                 if job.state is JobState.PENDING:
@@ -221,15 +241,19 @@ class Controller:
         started = time.perf_counter()
         d = schedule(picture.snapshot, epoch(now), self.profile)
         seconds = time.perf_counter() - started
+        # the tier each start runs in (preemptible under a preemptible-only grant standing, whatever
+        # the spec asked): kept with the attempt, for metering and for the next snapshots
+        pending = picture.snapshot.pending
+        tiers = {st.job_id: "preemptible" if pending[st.job_id].preemptible else "guaranteed" for st in d.starts}
         with self._fenced(now) as s:
-            self._commit(JobRepository(s), d, now)
+            self._commit(JobRepository(s), d, now, tiers)
         if self.metrics is not None:
             self.metrics.cycle(d, seconds)
             self.metrics.state(depth, _running_gpus(picture.snapshot))
         self._act(d, now, result)
         return d
 
-    def _commit(self, jobs: JobRepository, d: Decisions, now: datetime) -> None:
+    def _commit(self, jobs: JobRepository, d: Decisions, now: datetime, tiers: dict[str, str]) -> None:
         for p in d.preemptions:
             job = jobs.get(p.job_id)
             self._end(jobs, job, AttemptOutcome.PREEMPTED, now, reason=p.reason.message)
@@ -243,7 +267,8 @@ class Controller:
         assert self.token is not None
         for st in d.starts:
             job = jobs.get(st.job_id)
-            jobs.start_attempt(job.id, job.version, st.placement, self.token, now=now)
+            placement = {**placement_json(st.placement), "tier": tiers.get(st.job_id, "guaranteed")}
+            jobs.start_attempt(job.id, job.version, placement, self.token, now=now)
             nodes = ", ".join(sorted({w.node for w in st.placement.workers}))
             jobs.add_event(job.id, "scheduled", f"placed on {st.placement.model} in {st.placement.region}: {nodes}",
                            now=now, data={"preempting": list(st.preempting)})

@@ -7,6 +7,8 @@ for are left out; running jobs come with their open attempt's placement and star
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +16,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kumo.core import Allocation, Cohort, Job, Placement, Programme, Project, Queue, Quota, Snapshot, WorkerPlacement
+from kumo.core import (
+    Allocation,
+    Cohort,
+    GrantStanding,
+    Job,
+    Placement,
+    Programme,
+    Project,
+    Queue,
+    Quota,
+    Snapshot,
+    UsageSample,
+    WorkerPlacement,
+    gpu_flavor,
+)
 from kumo.store import models as m
 from kumo.store.jobspec import core_job
 from kumo.store.repos import NodeRepository, TenancyRepository
@@ -47,7 +63,9 @@ class Picture:
     attempts: dict[str, m.Attempt]  # open attempt of each running job
 
 
-def build(session: Session) -> Picture:
+def build(session: Session, *, standings: Iterable[GrantStanding] = (), usage: Iterable[UsageSample] = ()) -> Picture:
+    """The store's jobs, nodes and tenancy as a core snapshot; ``standings`` and ``usage`` come from
+    metering (``kumo.control.metering.Meter``): projects' grant standings and past usage."""
     tenancy = TenancyRepository(session)
     nodes = [n.to_core() for n in NodeRepository(session).list()]
     programmes = [Programme(p.name, p.weight) for p in tenancy.list_programmes()]
@@ -69,8 +87,13 @@ def build(session: Session) -> Picture:
         else:
             attempt = open_attempts[job.id]
             attempts[job.id] = attempt
-            running.append(Allocation(to_core_job(job), core_placement(attempt.placement), epoch(attempt.started_at)))
+            core = to_core_job(job)
+            if attempt.placement.get("tier") == "preemptible" and not core.preemptible:
+                core = dataclasses.replace(core, preemptible=True)  # started as preemptible work: it stays so
+            running.append(Allocation(core, core_placement(attempt.placement), epoch(attempt.started_at)))
         jobs[job.id] = job
+    flavors = {gpu_flavor(n.gpu_model) for n in nodes}
     snap = Snapshot(nodes, queues, cohorts=cohorts, programmes=programmes, projects=projects, jobs=pending,
-                    running=running, unsatisfiable="reject")
+                    running=running, unsatisfiable="reject", standings=standings,
+                    usage=[u for u in usage if u.flavor in flavors])
     return Picture(snap, jobs, attempts)

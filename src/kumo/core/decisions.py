@@ -23,7 +23,8 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Preempt:
-    """Stop running job ``job_id`` (it goes back to pending) to make room for ``by``."""
+    """Stop running job ``job_id`` (it goes back to pending) to make room for ``by`` (itself: a
+    migration; ``""``: for no job — its project's grant standing stops its running work)."""
 
     job_id: str
     by: str

@@ -468,20 +468,28 @@ class GrantStanding:
     - ``preemptible_only``: the project's grant is spent but its programme lets it go on as
       preemptible work (charged at the discounted tier): its waiting jobs are scheduled as
       preemptible, whatever they asked for.
-    - ``pace``: spend so far over the spend expected by now on a linear plan (1.0 on plan, below 1
-      behind, above 1 ahead); read by the ``grant-pacing`` order policy only.
+    - ``pace``: how the project's grant stands against its plan — 1.0 on plan, below 1 behind (it
+      must spend faster than planned to use its grant by its end), above 1 ahead. The shell computes
+      it as the planned rate over the rate still needed (``kumo.grants.pacing``); the
+      ``grant-pacing`` order policy scales the project's fair-share weight by ``1 / pace``.
+    - ``stop_running``: with ``hold``, the project's running jobs are stopped too (a ``Preempt``
+      with ``by=""`` and reason code ``grant``) and wait, held; only where the programme's policy
+      says so — by default accounting never stops running work.
     """
 
     project: str
     hold: str | None = None
     preemptible_only: bool = False
     pace: float = 1.0
+    stop_running: bool = False
 
     def __post_init__(self) -> None:
         check_name("grant standing project", self.project)
         where = f"grant standing of project {self.project!r}"
         if self.hold is not None and (not isinstance(self.hold, str) or not self.hold.strip()):
             raise InvalidValueError(where, f"hold must be a non-empty sentence or None, got {self.hold!r}")
+        if self.stop_running and self.hold is None:
+            raise InvalidValueError(where, "stop_running needs a hold (why the jobs stop)")
         if self.hold is not None and self.preemptible_only:
             raise InvalidValueError(where, "a project is either held or preemptible-only, not both")
         if isinstance(self.pace, bool) or not isinstance(self.pace, int | float) or not math.isfinite(self.pace) \

@@ -47,6 +47,7 @@ def schedule(snapshot: Snapshot, now: float, profile: Profile = DEFAULT_PROFILE)
     with collector_paused():
         cycle = Cycle(snapshot, now, profile)
         cycle.requeue_lost()  # 0
+        cycle.stop_unfunded()  # 0b
         cycle.run()  # 1-5
         if profile.migration:
             cycle.migrate()  # 5b
@@ -103,6 +104,7 @@ class Cycle:
         self.runs: dict[int, _Run] = {}
         self.done: set[str] = set()
         self.decisions = Decisions(self.now, snap.version)
+        self._freed = False  # stage 0b stopped running jobs
         self._hetero = self._heterogeneity_stats() if profile.heterogeneity else None
         # classes refused by quota are parked between cycles (exact: they can neither start nor
         # reserve until quota, victims or room change; see classes.Park). Not under policies
@@ -123,10 +125,26 @@ class Cycle:
                 self.release(rec)
                 self._drop_running(jid)
 
+    def stop_unfunded(self) -> None:
+        """Stop the running jobs of projects held by their grant standing whose programme asks for
+        it (``GrantStanding.stop_running``): they wait again, held, like their project's other jobs."""
+        stop = {p: st for p, st in self.snap.standings.items() if st.hold is not None and st.stop_running}
+        if not stop:
+            return
+        for jid in sorted(self.running):
+            rec = self.running[jid]
+            st = stop.get(rec.job.project)
+            if st is not None:
+                why = Reason(explain.GRANT, f"stopped: {st.hold}")
+                self.decisions.preemptions.append(Preempt(jid, "", why, preemption.work_lost_s(rec, self.now)))
+                self.release(rec)
+                self._drop_running(jid)
+                self._freed = True
+
     # ------------------------------------------------------------------ 1. order
     def run(self) -> None:
         heaps: dict[int, list[tuple[Any, ...]]] = {}
-        if self.decisions.requeues:  # lost jobs freed quota inside this cycle: parked classes may fit
+        if self.decisions.requeues or self._freed:  # jobs stopped in stage 0 freed quota: parked classes may fit
             classes = list(self.index.classes.values())
         else:
             self._due = set(self.index.due(self.now))
