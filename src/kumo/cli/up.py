@@ -1,16 +1,20 @@
 """``kumo up`` (API + control loop + local executor on one machine) and ``kumo controller``.
 
-    kumo up [--host 127.0.0.1] [--port 8080] [--database URL] [--data-dir DIR]
-    kumo controller [--database URL] [--data-dir DIR]
+    kumo up [--host 127.0.0.1] [--port 8080] [--database URL] [--data-dir DIR] [--executor local|ray]
+            [--ray-address HOST:PORT]
+    kumo controller [--database URL] [--data-dir DIR] [--executor local|ray] [--ray-address HOST:PORT]
 
 On an empty database ``kumo up`` seeds the demo inventory (or this machine's GPUs) and prints the
-first admin token, once. ``KUMO_DATABASE_URL`` selects PostgreSQL.
+first admin token, once. ``KUMO_DATABASE_URL`` selects PostgreSQL. ``--executor ray`` runs the jobs
+on an existing Ray cluster (``KUMO_RAY_ADDRESS``; ``docs/concepts/ray.md``); if it cannot be used,
+one line on stderr says why and kumo runs with the local executor.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -30,18 +34,35 @@ def register(app: typer.Typer) -> None:
     app.command("controller")(controller)
 
 
+# The API's event loop, its database writer thread (group commit) and the control loop share one
+# interpreter lock. A thread back from the database waits for the lock for up to Python's switch
+# interval (5 ms by default) while another computes; a group of submissions makes about ten
+# round trips, so at 5 ms a busy server spent most of a group's time waiting. 1 ms keeps that short
+# for a small cost in switching.
+SWITCH_INTERVAL_S = 0.001
+
 LeaseOpt = Annotated[float, typer.Option(
     "--lease-ttl", help="Seconds the leader lease lasts without renewal (a successor waits this long).")]
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="Where jobs run: 'local' (processes on this machine) or 'ray' (an existing Ray cluster).")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", envvar="KUMO_RAY_ADDRESS", show_default=False,
+    help="With --executor ray: the cluster's GCS address host:port, or ray://host:port ($KUMO_RAY_ADDRESS).")]
 
 
-def _open(database: str | None, directory: Path | None, lease_ttl_s: float):  # type: ignore[no-untyped-def]
+def _open(database: str | None, directory: Path | None, lease_ttl_s: float,  # type: ignore[no-untyped-def]
+          executor: str = "local", ray_address: str | None = None):
     from kumo.control.runtime import open_platform
 
     try:
-        return open_platform(database or os.environ.get("KUMO_DATABASE_URL"), directory, lease_ttl_s=lease_ttl_s)
+        platform = open_platform(database or os.environ.get("KUMO_DATABASE_URL"), directory, lease_ttl_s=lease_ttl_s,
+                                 executor=executor, ray_address=ray_address)
     except (KumoError, OSError) as e:
         typer.echo("error: " + " ".join(str(e).split()), err=True)
         raise typer.Exit(2) from None
+    for note in platform.notes:  # e.g. the Ray cluster cannot be used: running with the local executor
+        typer.echo(" ".join(note.split()), err=True)
+    return platform
 
 
 def up(
@@ -50,14 +71,17 @@ def up(
     database: DatabaseOpt = None,
     data_dir: DataDirOpt = None,
     lease_ttl: LeaseOpt = 15.0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """Start kumo on this machine: the API, the control loop and the local executor."""
+    """Start kumo on this machine: the API, the control loop and the executor (local, or a Ray cluster)."""
     import uvicorn
 
     from kumo.api.app import create_app
     from kumo.control.runtime import ControllerThread
 
-    platform = _open(database, data_dir, lease_ttl)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    platform = _open(database, data_dir, lease_ttl, executor, ray_address)
     loop = ControllerThread(platform.controller)
     app = create_app(platform.store, metrics=platform.metrics, log_dir=platform.data_dir / "logs",
                      on_change=loop.wake)
@@ -72,11 +96,12 @@ def up(
         platform.store.dispose()
 
 
-def controller(database: DatabaseOpt = None, data_dir: DataDirOpt = None, lease_ttl: LeaseOpt = 15.0) -> None:
+def controller(database: DatabaseOpt = None, data_dir: DataDirOpt = None, lease_ttl: LeaseOpt = 15.0,
+               executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None) -> None:
     """Run only the control loop (another process serves the API); stop with Ctrl-C or SIGTERM."""
     from kumo.control.runtime import ControllerThread
 
-    platform = _open(database, data_dir, lease_ttl)
+    platform = _open(database, data_dir, lease_ttl, executor, ray_address)
     loop = ControllerThread(platform.controller)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

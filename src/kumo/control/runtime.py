@@ -2,16 +2,24 @@
 
 :func:`open_platform` opens (and migrates) the store, seeds an empty one — this machine's GPUs
 when NVML finds any, else the demo inventory of virtual GPUs in ``japan-east`` and
-``japan-west`` — creates the first admin token, and builds the local executor and the
-controller. ``kumo up`` serves the API with uvicorn and runs :class:`ControllerThread`;
-``kumo controller`` runs the loop alone.
+``japan-west`` — creates the first admin token, and builds the executor and the controller.
+``kumo up`` serves the API with uvicorn and runs :class:`ControllerThread`; ``kumo controller``
+runs the loop alone.
+
+``executor="ray"`` runs jobs on an existing Ray cluster (``ray_address`` or ``KUMO_RAY_ADDRESS``,
+``docs/concepts/ray.md``): the nodes come from Ray (:class:`~kumo.control.nodesync.NodeSync`,
+called by the executor whenever the cluster changes) and nothing is seeded. If the cluster cannot
+be used (unreachable, another Ray version, Ray not installed), one line says why in
+``Platform.notes`` (``kumo up`` prints it on stderr), the nodes registered from Ray earlier are
+marked down, and kumo runs with the local executor.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,11 +27,17 @@ import platformdirs
 
 from kumo.api.metrics import Metrics
 from kumo.control.loop import Controller
+from kumo.control.nodesync import NodeSync
 from kumo.control.seed import ensure_admin, seed_demo
 from kumo.core import DEFAULT_PROFILE, Profile
-from kumo.executors import GpuInventory, LocalExecutor
+from kumo.core.errors import InvalidValueError
+from kumo.executors import ExecutorError, GpuInventory, LocalExecutor
 from kumo.executors.gpus import discover
-from kumo.store import NodeRepository, Store
+from kumo.executors.ray import RayExecutor, connect
+from kumo.store import JobRepository, NodeRepository, NotFoundError, Store
+from kumo.store.jobspec import restart_policy
+
+EXECUTORS = ("local", "ray")
 
 log = logging.getLogger("kumo.runtime")
 
@@ -38,19 +52,75 @@ def data_dir(given: Path | None = None) -> Path:
 class Platform:
     store: Store
     controller: Controller
-    executor: LocalExecutor
+    executor: LocalExecutor | RayExecutor
     metrics: Metrics
     data_dir: Path
     admin_token: str | None  # set only when this start created it
     inventory: GpuInventory
+    notes: list[str] = field(default_factory=list)  # what the operator should know (one line each)
+    node_sync: NodeSync | None = None  # with the Ray executor
+
+
+def _requeue_on_node_loss(store: Store, job_id: str) -> bool:
+    """Whether the job's restart policy sends it back to wait after a lost node."""
+    try:
+        with store.session(readonly=True) as s:
+            return restart_policy(JobRepository(s).get(job_id).spec) == "on-node-loss"
+    except NotFoundError:
+        return True
+
+
+def _open_ray(store: Store, address: str, namespace: str) -> tuple[RayExecutor, NodeSync, list[str]]:
+    """Attach to the Ray cluster, register its nodes, build the executor (raises ExecutorError)."""
+    connect(address)
+    sync = NodeSync(store)
+    executor = RayExecutor(requeue_on_node_loss=lambda job_id: _requeue_on_node_loss(store, job_id),
+                           on_nodes=sync.apply, namespace=namespace)
+    executor.refresh()  # the first sync: registers the nodes before the first step
+    notes = []
+    cordoned = sync.cordon_others()
+    if cordoned:
+        shown = ", ".join(cordoned[:5]) + (f" and {len(cordoned) - 5} more" if len(cordoned) > 5 else "")
+        notes.append(f"cordoned {len(cordoned)} nodes that are not Ray nodes ({shown}): the Ray executor cannot"
+                     " run work there")
+    if sync.last is None or not sync.last.registered:
+        notes.append(f"the Ray cluster at {address} has no node kumo can use yet (GPUs and a kumo.gpu_model label);"
+                     " nodes are registered as they join")
+    return executor, sync, notes
 
 
 def open_platform(database_url: str | None = None, directory: Path | None = None, *,
-                  profile: Profile = DEFAULT_PROFILE, holder: str | None = None, lease_ttl_s: float = 15.0) -> Platform:
+                  profile: Profile = DEFAULT_PROFILE, holder: str | None = None, lease_ttl_s: float = 15.0,
+                  executor: str = "local", ray_address: str | None = None,
+                  ray_namespace: str | None = None) -> Platform:
+    """The store, the executor (``local`` or ``ray``) and the controller, ready to run.
+
+    With ``ray``: ``ray_address`` (default ``$KUMO_RAY_ADDRESS``) and ``ray_namespace``, the Ray
+    namespace of this installation's actors (default ``$KUMO_RAY_NAMESPACE``, else ``kumo``): two
+    kumo installations sharing a Ray cluster must use two namespaces."""
+    if executor not in EXECUTORS:
+        raise InvalidValueError("executor", f"{executor!r} is not one of {', '.join(EXECUTORS)}")
     root = data_dir(directory)
     store = Store(database_url or f"sqlite:///{root / 'kumo.db'}")
     store.upgrade()
     now = datetime.now(UTC)
+    notes: list[str] = []
+    if executor == "ray":
+        address = ray_address or os.environ.get("KUMO_RAY_ADDRESS", "")
+        namespace = ray_namespace or os.environ.get("KUMO_RAY_NAMESPACE") or "kumo"
+        try:
+            ray_executor, sync, notes = _open_ray(store, address, namespace)
+        except ExecutorError as e:
+            down = NodeSync(store).mark_all_down()
+            also = f" ({len(down)} Ray nodes marked down)" if down else ""
+            notes = [f"warning: the Ray executor is not available, running with the local executor{also}: {e}"]
+        else:
+            token = ensure_admin(store, now)
+            metrics = Metrics()
+            controller = Controller(store, ray_executor, root / "logs", profile=profile, holder=holder,
+                                    metrics=metrics, ttl_s=lease_ttl_s)
+            return Platform(store, controller, ray_executor, metrics, root, token, ray_executor.inventory,
+                            notes, sync)
     found = discover()
     if found:
         _register_local(store, found, now)
@@ -60,11 +130,11 @@ def open_platform(database_url: str | None = None, directory: Path | None = None
     with store.session(readonly=True) as s:
         nodes = NodeRepository(s).list()
         inventory = found or GpuInventory.virtual({n.name: (n.gpu_model, n.gpus) for n in nodes})
-    executor = LocalExecutor(root / "state", inventory)
+    local = LocalExecutor(root / "state", inventory)
     metrics = Metrics()
-    controller = Controller(store, executor, root / "logs", profile=profile, holder=holder, metrics=metrics,
+    controller = Controller(store, local, root / "logs", profile=profile, holder=holder, metrics=metrics,
                             ttl_s=lease_ttl_s)
-    return Platform(store, controller, executor, metrics, root, token, inventory)
+    return Platform(store, controller, local, metrics, root, token, inventory, notes)
 
 
 def _register_local(store: Store, inventory: GpuInventory, now: datetime) -> None:

@@ -3,8 +3,10 @@
 The spec holds what a person asks for (``workers``, ``gpus`` or ``gpu_milli``, ``cpu_milli``,
 ``mem_mib``, ``priority``, ``preemptible``, ``checkpoint_interval_s``, ``walltime_estimate_s``,
 ``walltime_limit_s``, ``regions``, ``gpu_models``, ``speeds``, ``topology``) and how to run it
-(``command``: a list of strings; ``env``: a mapping of strings). The store checks every spec the
-way the scheduler will read it, so a stored job always converts back to a core job.
+(``command``: a list of strings; ``env``: a mapping of strings; ``restart``: what happens when a
+node it runs on is lost, :data:`RESTART_POLICIES`, default :data:`DEFAULT_RESTART`). The store
+checks every spec the way the scheduler will read it, so a stored job always converts back to a
+core job.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ CORE_FIELDS: tuple[str, ...] = (
     "speeds",
     "topology",
 )
-RUN_FIELDS: tuple[str, ...] = ("command", "env")
+RUN_FIELDS: tuple[str, ...] = ("command", "env", "restart")
+# What happens to a running job when a node it runs on is lost (an executor reports the loss):
+# "on-node-loss" -- its attempt ends ``lost`` and the job waits to run again (the default);
+# "never" -- its attempt ends ``failed`` and so does the job.
+RESTART_POLICIES: tuple[str, ...] = ("on-node-loss", "never")
+DEFAULT_RESTART = "on-node-loss"
 SPEC_FIELDS: frozenset[str] = frozenset(CORE_FIELDS + RUN_FIELDS)
 
 
@@ -78,7 +85,15 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         out["command"] = _command(spec["command"])
     if "env" in spec:
         out["env"] = _env(spec["env"])
+    if "restart" in spec:
+        out["restart"] = _restart(spec["restart"])
     return out
+
+
+def restart_policy(spec: Mapping[str, Any]) -> str:
+    """The spec's restart policy (one of :data:`RESTART_POLICIES`; :data:`DEFAULT_RESTART` if not given)."""
+    policy = spec.get("restart")
+    return policy if policy in RESTART_POLICIES else DEFAULT_RESTART
 
 
 def normalize_specs(specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -140,3 +155,9 @@ def _env(env: object) -> dict[str, str]:
     if bad:
         raise InvalidValueError("job spec", f"env names and values must be strings; bad: {bad!r}")
     return dict(env)
+
+
+def _restart(policy: object) -> str:
+    if policy not in RESTART_POLICIES:
+        raise InvalidValueError("job spec", f"restart must be one of {list(RESTART_POLICIES)}, got {policy!r}")
+    return str(policy)

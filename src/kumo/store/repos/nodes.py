@@ -39,6 +39,15 @@ class NodeRepository(Repository):
     def list_clusters(self) -> list[Cluster]:
         return list(self.session.scalars(select(Cluster).order_by(Cluster.name)))
 
+    def ensure_cluster(self, name: str, region: str) -> Cluster:
+        """The cluster ``name``, created in ``region`` if it does not exist (a known one keeps its region)."""
+        found = self.session.scalars(select(Cluster).where(Cluster.name == name)).one_or_none()
+        return found if found is not None else self.create_cluster(name, region)
+
+    def with_label(self, key: str) -> list[Node]:
+        """Nodes whose labels hold ``key`` (the Ray node sync's: ``ray.node_id``), by name."""
+        return [n for n in self.list() if key in (n.labels or {})]
+
     def register(
         self,
         name: str,
