@@ -100,10 +100,11 @@ class Server(KumoProcess):
     """``kumo up`` on a free port with ``--lease-ttl`` 2; :attr:`token` is the first admin token
     (None when the database already had one)."""
 
-    def __init__(self, data: Path, *, database: str | None = None, lease_ttl_s: float = 2) -> None:
+    def __init__(self, data: Path, *, database: str | None = None, lease_ttl_s: float = 2,
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = ["up", "--port", str(self.port), "--data-dir", str(data), "--lease-ttl", f"{lease_ttl_s:g}"]
+        args = ["up", "--port", str(self.port), "--data-dir", str(data), "--lease-ttl", f"{lease_ttl_s:g}", *extra]
         if database is not None:
             args += ["--database", database]
         super().__init__(args, ready="kumo is up")

@@ -10,13 +10,9 @@ whether that process still lives).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-
-from kumo.store import Store
-from kumo.store.models import Attempt
 from tests.e2e._server import (
     Server,
     alive,
@@ -34,8 +30,8 @@ from tests.e2e._server import (
 FINAL = {"succeeded", "failed", "cancelled", "rejected"}
 
 
-def start(data: Path) -> tuple[Server, str]:
-    server = Server(data)
+def start(data: Path, *extra: str) -> tuple[Server, str]:
+    server = Server(data, extra=extra)
     assert server.token is not None
     return server, server.token
 
@@ -71,23 +67,15 @@ def test_high_priority_job_preempts_a_low_priority_one(data: Path) -> None:
     """On the demo inventory's one A100 node (8 GPUs, the ``skilling`` queue's whole quota), an
     8-GPU low-priority job runs; an 8-GPU priority-100 job arrives and takes its place.
 
-    ``kumo up`` runs the default profile, which protects a job for its first
-    ``preemption_min_runtime_s`` (600 s) and has no option to change that, so the test moves the
-    victim's start an hour back in the database: to the scheduler it has run long enough."""
-    server, token = start(data)
+    The default profile protects a job for its first 600 s; this server runs with
+    ``--preemption-min-runtime 0`` so that the victim may be preempted at once."""
+    server, token = start(data, "--preemption-min-runtime", "0")
     where = {"project": "skills-course", "queue": "skilling"}
     pid_file = data / "low.{attempt}.pid"  # one file per attempt
     low = submit(server, token, {"gpus": 8, "gpu_models": ["a100"], "priority": 0, "preemptible": True,
                                  "command": python(pid_writer(pid_file))}, **where)
     wait_state(server, token, low, {"running"})
     first_pid = read_pid(data / "low.1.pid")
-    store = Store(f"sqlite:///{data / 'kumo.db'}")
-    try:
-        with store.session() as s:
-            attempt = s.scalars(select(Attempt).where(Attempt.job_id == low, Attempt.ended_at.is_(None))).one()
-            attempt.started_at -= timedelta(hours=1)
-    finally:
-        store.dispose()
 
     # the preemptor says whether the victim's process was still there when it started
     check = f"import os; print('victim alive:', os.path.exists('/proc/{first_pid}'))"

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -50,13 +51,34 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     help="With --executor ray: the cluster's GCS address host:port, or ray://host:port ($KUMO_RAY_ADDRESS).")]
 
 
+OrderOpt = Annotated[str, typer.Option(
+    "--order", help="The order policy: fair-share, grant-pacing, priority, fifo, las or srtf.")]
+MinRuntimeOpt = Annotated[float, typer.Option(
+    "--preemption-min-runtime", help="Seconds a job runs before it may be preempted.")]
+WebhookOpt = Annotated[str | None, typer.Option(
+    "--alert-webhook", envvar="KUMO_ALERT_WEBHOOK", show_default=False,
+    help="POST grant alerts (50/80/100 % used, 30/7 days left) here as JSON ($KUMO_ALERT_WEBHOOK).")]
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduling:
+    """What ``kumo up`` and ``kumo controller`` take beside the database: policy and alerts."""
+
+    order: str = "fair-share"
+    preemption_min_runtime_s: float = 600.0
+    alert_webhook: str | None = None
+
+
 def _open(database: str | None, directory: Path | None, lease_ttl_s: float,  # type: ignore[no-untyped-def]
-          executor: str = "local", ray_address: str | None = None):
+          executor: str = "local", ray_address: str | None = None, scheduling: Scheduling = Scheduling()):
     from kumo.control.runtime import open_platform
+    from kumo.core import Profile
 
     try:
+        profile = Profile(order=scheduling.order, preemption_min_runtime_s=scheduling.preemption_min_runtime_s)
         platform = open_platform(database or os.environ.get("KUMO_DATABASE_URL"), directory, lease_ttl_s=lease_ttl_s,
-                                 executor=executor, ray_address=ray_address)
+                                 executor=executor, ray_address=ray_address, profile=profile,
+                                 alert_webhook=scheduling.alert_webhook)
     except (KumoError, OSError) as e:
         typer.echo("error: " + " ".join(str(e).split()), err=True)
         raise typer.Exit(2) from None
@@ -73,6 +95,9 @@ def up(
     lease_ttl: LeaseOpt = 15.0,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
+    order: OrderOpt = "fair-share",
+    preemption_min_runtime: MinRuntimeOpt = 600.0,
+    alert_webhook: WebhookOpt = None,
 ) -> None:
     """Start kumo on this machine: the API, the control loop and the executor (local, or a Ray cluster)."""
     import uvicorn
@@ -81,7 +106,8 @@ def up(
     from kumo.control.runtime import ControllerThread
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    platform = _open(database, data_dir, lease_ttl, executor, ray_address)
+    platform = _open(database, data_dir, lease_ttl, executor, ray_address,
+                     Scheduling(order, preemption_min_runtime, alert_webhook))
     loop = ControllerThread(platform.controller)
     app = create_app(platform.store, metrics=platform.metrics, log_dir=platform.data_dir / "logs",
                      on_change=loop.wake)
@@ -97,11 +123,13 @@ def up(
 
 
 def controller(database: DatabaseOpt = None, data_dir: DataDirOpt = None, lease_ttl: LeaseOpt = 15.0,
-               executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None) -> None:
+               executor: ExecutorOpt = "local", ray_address: RayAddressOpt = None, order: OrderOpt = "fair-share",
+               preemption_min_runtime: MinRuntimeOpt = 600.0, alert_webhook: WebhookOpt = None) -> None:
     """Run only the control loop (another process serves the API); stop with Ctrl-C or SIGTERM."""
     from kumo.control.runtime import ControllerThread
 
-    platform = _open(database, data_dir, lease_ttl, executor, ray_address)
+    platform = _open(database, data_dir, lease_ttl, executor, ray_address,
+                     Scheduling(order, preemption_min_runtime, alert_webhook))
     loop = ControllerThread(platform.controller)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -27,6 +27,7 @@ import platformdirs
 
 from kumo.api.metrics import Metrics
 from kumo.control.loop import Controller
+from kumo.control.metering import Meter, WebhookSink
 from kumo.control.nodesync import NodeSync
 from kumo.control.seed import ensure_admin, seed_demo
 from kumo.core import DEFAULT_PROFILE, Profile
@@ -92,8 +93,13 @@ def _open_ray(store: Store, address: str, namespace: str) -> tuple[RayExecutor, 
 def open_platform(database_url: str | None = None, directory: Path | None = None, *,
                   profile: Profile = DEFAULT_PROFILE, holder: str | None = None, lease_ttl_s: float = 15.0,
                   executor: str = "local", ray_address: str | None = None,
-                  ray_namespace: str | None = None) -> Platform:
+                  ray_namespace: str | None = None, alert_webhook: str | None = None,
+                  meter_interval_s: float = 30.0) -> Platform:
     """The store, the executor (``local`` or ``ray``) and the controller, ready to run.
+
+    The controller meters usage into grants every ``meter_interval_s`` seconds (and when an attempt
+    ends); grant alerts go to the audit log and, with ``alert_webhook`` (default
+    ``$KUMO_ALERT_WEBHOOK``), are POSTed there as JSON, retried with backoff.
 
     With ``ray``: ``ray_address`` (default ``$KUMO_RAY_ADDRESS``) and ``ray_namespace``, the Ray
     namespace of this installation's actors (default ``$KUMO_RAY_NAMESPACE``, else ``kumo``): two
@@ -118,7 +124,8 @@ def open_platform(database_url: str | None = None, directory: Path | None = None
             token = ensure_admin(store, now)
             metrics = Metrics()
             controller = Controller(store, ray_executor, root / "logs", profile=profile, holder=holder,
-                                    metrics=metrics, ttl_s=lease_ttl_s)
+                                    metrics=metrics, ttl_s=lease_ttl_s,
+                                    meter=_meter(store, alert_webhook, meter_interval_s))
             return Platform(store, controller, ray_executor, metrics, root, token, ray_executor.inventory,
                             notes, sync)
     found = discover()
@@ -133,8 +140,13 @@ def open_platform(database_url: str | None = None, directory: Path | None = None
     local = LocalExecutor(root / "state", inventory)
     metrics = Metrics()
     controller = Controller(store, local, root / "logs", profile=profile, holder=holder, metrics=metrics,
-                            ttl_s=lease_ttl_s)
+                            ttl_s=lease_ttl_s, meter=_meter(store, alert_webhook, meter_interval_s))
     return Platform(store, controller, local, metrics, root, token, inventory, notes)
+
+
+def _meter(store: Store, webhook: str | None, interval_s: float) -> Meter:
+    url = webhook or os.environ.get("KUMO_ALERT_WEBHOOK") or None
+    return Meter(store, interval_s=interval_s, sink=WebhookSink(url, store) if url else None)
 
 
 def _register_local(store: Store, inventory: GpuInventory, now: datetime) -> None:
