@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kumo.control.runtime import ControllerThread, open_platform
-from kumo.store import JobRepository, NodeRepository, TenancyRepository, TokenRepository
+from kumo.store import GrantRepository, JobRepository, NodeRepository, TenancyRepository, TokenRepository
 from kumo.store.models import JobState
 
 
@@ -22,6 +22,11 @@ def test_first_start_seeds_the_demo_and_shows_the_admin_token_once(tmp_path: Pat
             "geniac", "university", "research-lab", "skilling"}
         admin = TokenRepository(s).authenticate(first.admin_token, now=datetime.now(UTC))
         assert admin is not None and admin.name == "admin"
+        grants = GrantRepository(s)
+        assert {(g.project.name, g.kind.value, g.currency) for g in grants.list_grants()} == {
+            ("geniac-sakura", "gpu_hours", "gpu_hours"), ("todai-nlp", "credits", "JPY")}
+        assert [v.currency for v in grants.rate_versions()] == ["JPY"]
+        assert TenancyRepository(s).get_programme("skilling").grant_policy == {"on_exhausted": "preemptible"}
     assert first.inventory.source == "virtual"  # no NVML on this machine
     first.store.dispose()
     again = open_platform(directory=tmp_path)

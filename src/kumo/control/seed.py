@@ -8,15 +8,18 @@ user and a token, shown once). Seeding is idempotent: an installation that has n
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from kumo.demo import demo_spec_text
 from kumo.spec import load_spec_text
-from kumo.store import NodeRepository, Store, TenancyRepository, TokenRepository
+from kumo.store import GrantRepository, NodeRepository, Store, TenancyRepository, TokenRepository
 from kumo.store.models import Role
 
 ADMIN = "admin"
 DEMO_USER = "demo"
+ADMIN_SEED = "programme-office"  # who made the demo grants
 
 
 def seed_demo(store: Store, now: datetime) -> bool:
@@ -44,7 +47,26 @@ def seed_demo(store: Store, now: datetime) -> bool:
         t.create_user(DEMO_USER)
         for p in data["projects"]:
             t.add_membership(DEMO_USER, Role.MEMBER, project=p.name)
+        _seed_grants(s, now)
     return True
+
+
+def _seed_grants(session: Session, now: datetime) -> None:
+    """A rate card in yen and the demo grants: GPU-hours for a challenge startup, credits for a
+    university partnership (about $10 M over five years); the skilling programme's projects go on
+    as preemptible work once their grant is spent. The other demo projects have no grant: they
+    run unmetered against any (no programme requires one)."""
+    t = TenancyRepository(session)
+    t.set_grant_policy("skilling", {"on_exhausted": "preemptible"})
+    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    grants = GrantRepository(session)
+    grants.add_rate_version(day, None, "JPY", {("gpu.h200", "guaranteed"): 1200, ("gpu.h100", "guaranteed"): 900,
+                                               ("gpu.a100", "guaranteed"): 500}, now=now)
+    t.create_user(ADMIN_SEED)
+    grants.create_grant("geniac-sakura", "gpu_hours", 50_000, day, day + timedelta(days=365), created_by=ADMIN_SEED,
+                        now=now, name="geniac-round-3", flavors=["gpu.h200", "gpu.h100"])
+    grants.create_grant("todai-nlp", "credits", 1_500_000_000, day, day + timedelta(days=5 * 365),
+                        created_by=ADMIN_SEED, now=now, currency="JPY", name="university-partnership")
 
 
 def ensure_admin(store: Store, now: datetime) -> str | None:
