@@ -203,3 +203,27 @@ def test_webhook_retries_with_backoff(store: Store, answers: list[int], delivere
     with store.session(readonly=True) as s:
         [row] = GrantRepository(s).alerts(grant_id=gid)
         assert (row.delivered, row.attempts) == (delivered, tries)
+
+
+def test_a_job_that_names_a_grant_is_charged_to_it(store: Store) -> None:
+    with store.session() as s:
+        later = GrantRepository(s).create_grant("sakura", "gpu_hours", 100, T0, T0 + 90 * 24 * H, created_by="ada",
+                                                now=T0, name="later").id
+    default = run_attempt(store, T0, T0 + H)  # charged to the grant ending first, #1
+    named = run_attempt(store, T0, T0 + H, {"gpus": 2, "command": ["true"], "grant": later})
+    Meter(store).run(T0 + H)
+    with store.session(readonly=True) as s:
+        repo = GrantRepository(s)
+        assert {r.grant_id for r in repo.usage(job_id=default)} == {1}
+        assert {r.grant_id for r in repo.usage(job_id=named)} == {later}
+        assert repo.used(later) == Decimal(2)
+
+
+@pytest.mark.parametrize("grant", [0, -3, "7", True, 1.5])
+def test_a_spec_naming_a_bad_grant_is_refused(grant: object) -> None:
+    from kumo.core import InvalidValueError
+    from kumo.store.jobspec import normalize_spec
+
+    with pytest.raises(InvalidValueError, match="grant must be a grant id"):
+        normalize_spec({"gpus": 1, "grant": grant})
+    assert normalize_spec({"gpus": 1, "grant": 7}) == {"gpus": 1, "grant": 7}

@@ -4,7 +4,9 @@ The spec holds what a person asks for (``workers``, ``gpus`` or ``gpu_milli``, `
 ``mem_mib``, ``priority``, ``preemptible``, ``checkpoint_interval_s``, ``walltime_estimate_s``,
 ``walltime_limit_s``, ``regions``, ``gpu_models``, ``speeds``, ``topology``) and how to run it
 (``command``: a list of strings; ``env``: a mapping of strings; ``restart``: what happens when a
-node it runs on is lost, :data:`RESTART_POLICIES`, default :data:`DEFAULT_RESTART`). The store
+node it runs on is lost, :data:`RESTART_POLICIES`, default :data:`DEFAULT_RESTART`) and what pays
+for it (``grant``: the id of one of its project's grants to charge; default: the project's grant
+that ends first, see ``kumo.grants.metering``). The store
 checks every spec the way the scheduler will read it, so a stored job always converts back to a
 core job.
 """
@@ -34,7 +36,7 @@ CORE_FIELDS: tuple[str, ...] = (
     "speeds",
     "topology",
 )
-RUN_FIELDS: tuple[str, ...] = ("command", "env", "restart")
+RUN_FIELDS: tuple[str, ...] = ("command", "env", "restart", "grant")
 # What happens to a running job when a node it runs on is lost (an executor reports the loss):
 # "on-node-loss" -- its attempt ends ``lost`` and the job waits to run again (the default);
 # "never" -- its attempt ends ``failed`` and so does the job.
@@ -87,6 +89,8 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         out["env"] = _env(spec["env"])
     if "restart" in spec:
         out["restart"] = _restart(spec["restart"])
+    if "grant" in spec:
+        out["grant"] = _grant(spec["grant"])
     return out
 
 
@@ -155,6 +159,12 @@ def _env(env: object) -> dict[str, str]:
     if bad:
         raise InvalidValueError("job spec", f"env names and values must be strings; bad: {bad!r}")
     return dict(env)
+
+
+def _grant(grant: object) -> int:
+    if isinstance(grant, bool) or not isinstance(grant, int) or grant < 1:
+        raise InvalidValueError("job spec", f"grant must be a grant id (an integer >= 1), got {grant!r}")
+    return grant
 
 
 def _restart(policy: object) -> str:
