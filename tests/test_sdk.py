@@ -150,3 +150,69 @@ def test_missing_token_and_unreachable_server(api: Api, monkeypatch: pytest.Monk
             assert down.value.status is None
             assert str(down.value) == (
                 "cannot reach the kumo server at http://127.0.0.1:1: [Errno 111] Connection refused")
+
+
+# --------------------------------------------------------------------------- grants and reports
+
+
+def test_grants_requests_and_reports(api: Api) -> None:
+    import io
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    import pyarrow.parquet as pq
+
+    from kumo.grants import Tier, UsageRecord
+    from kumo.store import GrantRepository
+
+    admin, pam, mo = client(api, "admin"), client(api, "pm-geniac"), client(api, "member-sakura")
+    version = admin.add_rate_version(date(2025, 4, 1), {("gpu.h200", "guaranteed"): Decimal("1000")},
+                                     currency="JPY", preemptible_discount="0.5")
+    assert (version["id"], version["preemptible_discount"]) == (1, "0.500000")
+    assert [p["price"] for p in mo.ratecard()["versions"][0]["prices"]] == ["1000.000000", "500.000000"]
+    with pytest.raises(KumoAPIError) as overlap:
+        admin.add_rate_version("2025-04-15T00:00:00Z", [{"flavor": "gpu.h200", "tier": "guaranteed", "price": 1}])
+    assert overlap.value.status == 409 and "overlaps version #1" in overlap.value.detail
+
+    asked = mo.request_grant("sakura", 3_000_000, "JPY", date(2025, 4, 1), date(2025, 5, 1), comment="LLM")
+    assert (asked["status"], asked["grant"]["status"]) == ("requested", "requested")
+    with pytest.raises(KumoAPIError) as own:
+        mo.approve(asked["id"])
+    assert own.value.status == 403
+    assert [r["id"] for r in pam.grant_requests(status="requested")] == [asked["id"]]
+    assert pam.approve(asked["id"], "go ahead")["grant"]["status"] == "active"
+    grant_id = asked["grant_id"]
+    topup = mo.request_topup(grant_id, Decimal("0.5"), comment="a little more")
+    renewal = mo.request_renewal(grant_id, datetime(2025, 6, 1, tzinfo=UTC))
+    assert pam.approve(topup["id"])["grant"]["amount"] == "3000000.500000"
+    assert pam.deny(renewal["id"], "not yet")["status"] == "denied"
+    assert [(g["id"], g["status"]) for g in mo.grants()] == [(grant_id, "active")]
+    assert client(api, "member-tsubame").grants() == []
+
+    made = pam.create_grant("sakura", "100", "gpu_hours", date(2025, 4, 1), date(2025, 5, 1), flavors=["gpu.h200"])
+    assert (made["kind"], made["flavors"]) == ("gpu_hours", ["gpu.h200"])
+    assert pam.revoke_grant(made["id"], "duplicate")["status"] == "revoked"
+    assert [g["id"] for g in admin.grants(status=["active"], project="sakura")] == [grant_id]
+
+    with api.store.session() as s:
+        GrantRepository(s).record_usage([UsageRecord(
+            "j-000006", 1, "sakura", "mo", "gpu.h200", Tier.GUARANTEED, grant_id, T0, T0 + timedelta(hours=1),
+            2 * 3600.0, Decimal("2000"), "JPY", True)])
+    shown = mo.grant(grant_id)
+    assert (shown["used"], shown["forecast"]["window_days"]) == ("2000.000000", 7)
+    assert [p["used"] for p in mo.burndown(grant_id)["points"]] == ["2000.000000"]
+    assert mo.burndown_png(grant_id).startswith(b"\x89PNG")
+
+    report = mo.usage_report(date(2025, 4, 1), date(2025, 4, 2), by=["project", "grant"])
+    assert [(i["group"], i["charge"], i["gpu_hours"]) for i in report["items"]] == [
+        ({"project": "sakura", "grant": grant_id}, "2000.000000", 2.0)]
+    assert report["totals"] == [{"currency": "JPY", "gpu_hours": 2.0, "charge": "2000.000000", "records": 1}]
+    csv = mo.usage_report_file(date(2025, 4, 1), date(2025, 4, 2), "csv", by="programme")
+    assert csv.decode().splitlines() == ["programme,currency,gpu_hours,gpu_seconds,charge,records",
+                                         "geniac,JPY,2.000000,7200.000,2000.000000,1"]
+    parquet = mo.usage_report_file(date(2025, 4, 1), date(2025, 4, 2), "parquet")
+    assert pq.read_table(io.BytesIO(parquet)).to_pylist()[0]["charge"] == Decimal("2000.000000")
+    assert mo.usage_plot(date(2025, 4, 1), date(2025, 4, 8)).startswith(b"\x89PNG")
+    with pytest.raises(KumoAPIError) as bad:
+        mo.usage_report(date(2025, 4, 2), date(2025, 4, 1))
+    assert bad.value.status == 422 and bad.value.detail.startswith("since (2025-04-02T00:00:00+00:00) must be before")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from kumo.store import AuditEntry
+from kumo.store import AuditEntry, GrantRepository
+from tests.store.conftest import T0
 
 from .conftest import RUNNING, Api, registered_routes
 
@@ -42,6 +44,21 @@ MUTATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any] | None, str, str
                                      "jobs.submit", "job/j-000009..j-000010"),
     ("POST", "/api/v1/jobs/{job_id}/cancel"): ("pm-geniac", f"/jobs/{RUNNING}/cancel", None, "jobs.cancel",
                                                f"job/{RUNNING}"),
+    ("POST", "/api/v1/ratecard/versions"): ("admin", "/ratecard/versions", {
+        "effective_from": "2025-04-01T00:00:00Z", "currency": "JPY",
+        "prices": [{"flavor": "gpu.h200", "tier": "guaranteed", "price": "1000"}]}, "ratecard.add", "ratecard/1"),
+    ("POST", "/api/v1/grants"): ("pm-geniac", "/grants", {
+        "project": "sakura", "amount": "1000", "unit": "JPY", "start": "2025-04-01T00:00:00Z",
+        "end": "2025-05-01T00:00:00Z"}, "grants.create", "grant/2"),  # grant 1: tom's request, made below
+    ("POST", "/api/v1/grant-requests"): ("member-sakura", "/grant-requests",
+                                         {"kind": "topup", "grant_id": 2, "amount": "5"}, "grants.request",
+                                         "grant-request/2"),
+    ("POST", "/api/v1/grant-requests/{request_id}/approve"): ("pm-geniac", "/grant-requests/2/approve",
+                                                              {"comment": "ok"}, "grants.approve",
+                                                              "grant-request/2"),
+    ("POST", "/api/v1/grant-requests/{request_id}/deny"): ("admin", "/grant-requests/1/deny", {"comment": "no"},
+                                                           "grants.deny", "grant-request/1"),
+    ("POST", "/api/v1/grants/{grant_id}/revoke"): ("admin", "/grants/2/revoke", None, "grants.revoke", "grant/2"),
 }
 ACTORS = {"admin": "ada", "pm-geniac": "pam", "member-sakura": "mo", "member-tsubame": "tom"}
 
@@ -49,6 +66,9 @@ ACTORS = {"admin": "ada", "pm-geniac": "pam", "member-sakura": "mo", "member-tsu
 def test_every_change_is_audited_once_in_its_transaction(api: Api) -> None:
     mutating = {(m, p) for m, p in registered_routes(api.app) if m != "GET"}
     assert mutating == set(MUTATIONS), "a mutating route without an audit case (or a stale case)"
+    with api.store.session() as s:  # request 1 (grant 1), for the deny case; the store writes no audit entry
+        GrantRepository(s).request_grant("tsubame", "gpu_hours", 10, T0, T0 + timedelta(days=30), requested_by="tom",
+                                         now=T0)
     for (method, _), (role, path, body, action, target) in MUTATIONS.items():
         before = api.count(AuditEntry)
         r = api.call(role, method, path, json=body)

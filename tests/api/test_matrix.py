@@ -4,19 +4,24 @@ Each row names a route (method and path template, as registered), the action it 
 programme/project it touches; the expected answer is derived from :mod:`kumo.api.authz`, never
 written by hand: allowed -> 2xx; denied -> 403; a job the role may not even read -> 404, as if it did
 not exist. Every route registered on the app must have a row, so a new route without one fails.
-Anonymous requests get 401 on every route but the public ones.
+Anonymous requests get 401 on every route but the public ones. A grant or grant request the role
+may not read answers 404 like a job (``reads``); ``{g:sakura}``-style placeholders name the grants
+and requests the ``extras`` fixture made for each role (a JSON value that is only a placeholder
+becomes the integer id).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from kumo.api import authz
 from kumo.executors.base import log_path
-from kumo.store import TenancyRepository, TokenRepository
+from kumo.store import GrantRepository, TenancyRepository, TokenRepository
 from tests.store.conftest import T0
 
 from .conftest import PROJECTS, ROLES, RUNNING, SUCCEEDED, V1, Api, principal, registered_routes
@@ -34,6 +39,7 @@ class Row:
     params: dict[str, Any] = field(default_factory=dict)
     listing: bool = False  # filtered by authz.visible_projects instead of refused
     job: bool = False  # a job route: a job the role may not read answers 404
+    reads: str | None = None  # the action without which the target answers 404 (``job`` means jobs.read)
 
     @property
     def route(self) -> tuple[str, str]:
@@ -47,6 +53,23 @@ def job_rows(method: str, suffix: str, action: str, sakura: str = RUNNING, tsuba
             for job, programme, project in ((sakura, "geniac", "sakura"), (tsubame, "univ", "tsubame"))]
 
 
+def grant_rows(method: str, suffix: str, action: str, key: str, template: str = "/grants/{grant_id}",
+               body: Any = None, **extra: Any) -> list[Row]:
+    """The route for a grant (or request: ``template``) of sakura and one of tsubame, made per role."""
+    base = template.split("/{")[0]
+    return [Row(method, template + suffix, action, f"{base}/{{{key}:{project}}}{suffix}", programme, project,
+                body=body, reads="grants.read", **extra)
+            for programme, project in (("geniac", "sakura"), ("univ", "tsubame"))]
+
+
+def request_rows(method: str, suffix: str, action: str, key: str, body: Any = None) -> list[Row]:
+    return grant_rows(method, suffix, action, key, "/grant-requests/{request_id}", body)
+
+
+PERIOD = {"since": "2025-04-01T00:00:00Z", "until": "2025-05-01T00:00:00Z"}
+RATE = {"effective_from": "2026-01-01T00:00:00Z", "currency": "JPY",
+        "prices": [{"flavor": "gpu.h200", "tier": "guaranteed", "price": "1200"}]}
+TERMS = {"amount": "1000", "unit": "JPY", "start": "2025-04-01T00:00:00Z", "end": "2025-05-01T00:00:00Z"}
 SUBMIT = {"queue": "h200", "spec": {"gpus": 1}}
 BATCH = {"queue": "h200", "specs": [{"gpus": 1}]}
 ROWS: list[Row] = [
@@ -98,6 +121,35 @@ ROWS: list[Row] = [
     Row("GET", "/usage", "usage.read", listing=True),
     Row("GET", "/usage", "usage.read", programme="geniac", project="sakura", params={"project": "sakura"}),
     Row("GET", "/usage", "usage.read", programme="univ", project="tsubame", params={"project": "tsubame"}),
+    Row("GET", "/ratecard", "ratecard.read"),
+    Row("POST", "/ratecard/versions", "ratecard.write", body=RATE),
+    Row("GET", "/grants", "grants.read", listing=True),
+    Row("GET", "/grants", "grants.read", programme="geniac", project="sakura", params={"project": "sakura"}),
+    Row("GET", "/grants", "grants.read", programme="univ", project="tsubame", params={"project": "tsubame"}),
+    *grant_rows("GET", "", "grants.read", "g"),
+    *grant_rows("GET", "/burndown", "grants.read", "g"),
+    Row("POST", "/grants", "grants.write", programme="geniac", project="sakura", body={"project": "sakura", **TERMS}),
+    Row("POST", "/grants", "grants.write", programme="univ", project="tsubame", body={"project": "tsubame", **TERMS}),
+    *grant_rows("POST", "/revoke", "grants.write", "revoke"),
+    Row("POST", "/grant-requests", "grants.request", programme="geniac", project="sakura",
+        body={"kind": "new", "project": "sakura", **TERMS}),
+    Row("POST", "/grant-requests", "grants.request", programme="univ", project="tsubame",
+        body={"kind": "new", "project": "tsubame", **TERMS}),
+    Row("POST", "/grant-requests", "grants.request", programme="geniac", project="sakura", reads="grants.read",
+        body={"kind": "topup", "grant_id": "{g:sakura}", "amount": "10"}),
+    Row("POST", "/grant-requests", "grants.request", programme="univ", project="tsubame", reads="grants.read",
+        body={"kind": "renewal", "grant_id": "{g:tsubame}", "new_end": "2025-06-01T00:00:00Z"}),
+    Row("GET", "/grant-requests", "grants.read", listing=True),
+    Row("GET", "/grant-requests", "grants.read", programme="geniac", project="sakura", params={"project": "sakura"}),
+    Row("GET", "/grant-requests", "grants.read", programme="univ", project="tsubame", params={"project": "tsubame"}),
+    *request_rows("POST", "/approve", "grants.decide", "approve"),
+    *request_rows("POST", "/deny", "grants.decide", "deny", body={"comment": "not this year"}),
+    Row("GET", "/usage/report", "reports.read", listing=True, params=PERIOD),
+    Row("GET", "/usage/report", "reports.read", programme="geniac", project="sakura",
+        params={**PERIOD, "project": "sakura"}),
+    Row("GET", "/usage/report", "reports.read", programme="univ", project="tsubame",
+        params={**PERIOD, "project": "tsubame", "format": "csv"}),
+    Row("GET", "/usage/report/plot", "reports.read", listing=True, params=PERIOD),
     Row("GET", "/audit", "audit.read"),
     Row("GET", "/audit/verify", "audit.read"),
     Row("GET", "/healthz", None),
@@ -116,7 +168,8 @@ def expected(row: Row, role: str) -> int | None:
     if row.listing:
         visible = authz.visible_projects(who, PROJECTS)
         return None if visible is None or visible else 403
-    if row.job and not authz.allowed(who, "jobs.read", row.programme, row.project):
+    reads = "jobs.read" if row.job else row.reads
+    if reads is not None and not authz.allowed(who, reads, row.programme, row.project):
         return 404
     return None if authz.allowed(who, row.action, row.programme, row.project) else 403
 
@@ -125,6 +178,7 @@ def expected(row: Row, role: str) -> int | None:
 class Extras:
     own: dict[str, int]  # role -> a spare token of its own to revoke
     victim: int  # a token of a user no role is
+    ids: dict[str, dict[str, int]]  # role -> {"revoke:sakura": grant id, "approve:tsubame": request id, ...}
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +192,34 @@ def extras(shared_api: Api) -> Extras:
             own[role] = tokens.create(user, "spare", now=T0)[0].id
         tenancy.create_user("victim")
         victim = tokens.create("victim", "theirs", now=T0)[0].id
+        tenancy.create_user("requester")
+        grants = GrantRepository(s)
+        grants.add_rate_version(T0, T0 + timedelta(days=60), "JPY", {("gpu.h200", "guaranteed"): 1000}, now=T0)
+        terms = {"kind": "credits", "amount": 1000, "start": T0, "end": T0 + timedelta(days=30), "currency": "JPY",
+                 "now": T0}
+        shared = {f"g:{p}": grants.create_grant(p, created_by="ada", **terms).id for p in PROJECTS}
+        ids: dict[str, dict[str, int]] = {}
+        for role in ROLES:
+            mine = dict(shared)
+            for project in PROJECTS:
+                mine[f"revoke:{project}"] = grants.create_grant(project, created_by="ada", **terms).id
+                for verb in ("approve", "deny"):
+                    mine[f"{verb}:{project}"] = grants.request_grant(project, requested_by="requester", **terms).id
+            ids[role] = mine
     log_path(shared_api.log_dir, SUCCEEDED, 1, 0).write_text("bye\n")
-    return Extras(own, victim)
+    return Extras(own, victim, ids)
+
+
+PLACEHOLDER = re.compile(r"\{(\w+:\w+)\}")
 
 
 def fill(value: Any, role: str, extras: Extras) -> Any:
     if isinstance(value, str):
+        ids = extras.ids[role]
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole is not None:
+            return ids[whole.group(1)]
+        value = PLACEHOLDER.sub(lambda m: str(ids[m.group(1)]), value)
         return value.replace("{r}", role).replace("{own}", str(extras.own[role])).replace(
             "{victim}", str(extras.victim))
     if isinstance(value, dict):

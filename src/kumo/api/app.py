@@ -22,10 +22,10 @@ from kumo.api import problems
 from kumo.api.deps import MetricsDep, StoreDep
 from kumo.api.metrics import CONTENT_TYPE, Metrics
 from kumo.api.problems import problem_response
-from kumo.api.routes import audit, jobs, nodes, tenancy, tokens, usage
+from kumo.api.routes import audit, grants, jobs, nodes, tenancy, tokens, usage
 from kumo.api.schemas import Health
 from kumo.store import ConflictError, NotFoundError, StaleWriteError, Store
-from kumo.store.errors import FencedError
+from kumo.store.errors import FencedError, ForbiddenError
 
 API_PREFIX = "/api/v1"
 LOG_POLL_S = 0.25  # how often a followed log is read again, and its attempt's state checked
@@ -68,7 +68,7 @@ def create_app(
     app.state.log_poll_s = LOG_POLL_S
     problems.install(app)
     _install_store_errors(app)
-    for module in (nodes, tenancy, tokens, jobs, usage, audit):
+    for module in (nodes, tenancy, tokens, jobs, usage, grants, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     if on_change is not None:
         app.add_middleware(WakeOnWrite, on_change=on_change)
@@ -122,7 +122,8 @@ def prometheus(metrics: MetricsDep) -> Response:
 
 def _install_store_errors(app: FastAPI) -> None:
     """The store's errors as problems: a missing row is a 404, a conflict or a lost race a 409."""
-    problems.map_errors(app, {NotFoundError: 404, ConflictError: 409, StaleWriteError: 409, FencedError: 409})
+    problems.map_errors(app, {NotFoundError: 404, ConflictError: 409, StaleWriteError: 409, FencedError: 409,
+                              ForbiddenError: 403})
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:

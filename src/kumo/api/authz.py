@@ -9,6 +9,11 @@ Four roles (``docs/concepts/auth.md``):
   usage; read the shared inventory;
 - ``viewer`` — read everything, change nothing.
 
+Grants: members ask for grants, renewals and top-ups of their projects (``grants.request``) and
+read their grants and usage reports; a programme manager of the programme (or an admin) creates,
+revokes and decides (``grants.write``, ``grants.decide``) — never their own request, which the
+store refuses; only admins change the rate card.
+
 Every API route names one action of :data:`ACTIONS`; :func:`allowed` answers for a principal and
 the programme/project the request touches. The decision is a pure function of its arguments, so
 the same table drives the routes, the CLI's error messages and the authorization-matrix test.
@@ -87,6 +92,13 @@ ACTIONS: dict[str, Scope] = {
     "jobs.cancel": Scope.PROJECT_WRITE,
     "usage.read": Scope.PROJECT_READ,
     "audit.read": Scope.GLOBAL_WRITE,
+    "ratecard.read": Scope.GLOBAL_READ,
+    "ratecard.write": Scope.GLOBAL_WRITE,  # add a version of the rate card
+    "grants.read": Scope.PROJECT_READ,  # a project's grants, their requests, burn-down and forecast
+    "grants.write": Scope.PROGRAMME_WRITE,  # create a grant directly, revoke one
+    "grants.request": Scope.PROJECT_WRITE,  # ask for a new grant, a renewal or a top-up
+    "grants.decide": Scope.PROGRAMME_WRITE,  # approve or deny a request (never one's own)
+    "reports.read": Scope.PROJECT_READ,  # usage reports (CSV, Parquet, plots) of the visible projects
 }
 
 

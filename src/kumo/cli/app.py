@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kumo import __version__
-from kumo.cli import demo, jobs, plan, sim, traces, up
+from kumo.cli import demo, grants, jobs, plan, sim, traces, up
 from kumo.cli.jobs import ROOT, Connection
 from kumo.sdk import DEFAULT_URL
 
@@ -49,6 +49,7 @@ traces.register(app)
 plan.register(app)
 up.register(app)
 jobs.register(app)
+grants.register(app)
 
 
 def main() -> None:

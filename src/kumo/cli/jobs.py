@@ -45,6 +45,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
 JobIdArg = Annotated[str, typer.Argument(help="A job id (j-000042).", show_default=False)]
 
 
+USAGE = typer.Typer(help="GPU-hours per project and GPU model; `kumo usage report` for charges by grant.")
+"""``kumo usage``: a group whose callback keeps the plain command (``kumo usage --project P``);
+``kumo.cli.grants`` adds ``kumo usage report``."""
+
+
 def make_client(url: str, token: str | None) -> Client:
     """The SDK client the commands use (tests replace this to talk to an in-process app)."""
     return Client(url, token)
@@ -59,7 +64,8 @@ def register(app: typer.Typer) -> None:
     app.command("why")(why)
     app.command("nodes")(nodes)
     app.command("queues")(queues)
-    app.command("usage")(usage)
+    USAGE.callback(invoke_without_command=True)(usage)
+    app.add_typer(USAGE, name="usage")
     audit = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
     audit.command("verify")(audit_verify)
     app.add_typer(audit, name="audit")
@@ -284,12 +290,15 @@ def queues(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False)
 
 
 def usage(
+    ctx: typer.Context,
     project: Annotated[str | None, typer.Option("--project", help="Only this project.")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """GPU-hours per project and GPU model."""
+    """GPU-hours per project and GPU model (`kumo usage report --since --until`: charges by grant)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with _session(url, token) as client:
         found = client.usage(project)
     if as_json:
