@@ -183,3 +183,24 @@ def test_following_a_log_streams_until_the_attempt_ends(api: Api) -> None:
     assert r.status_code == 200 and r.text == "hello\nstep 0\nstep 1\nstep 2\ndone"
     # An ended attempt is followed to its end at once.
     assert api.get("member-sakura", f"/jobs/{RUNNING}/logs", params={"follow": "true"}).text.endswith("done")
+
+
+def test_the_api_takes_every_field_the_store_keeps() -> None:
+    from kumo.api.schemas import JobSpec
+    from kumo.cli.jobs import SPEC_FIELDS as CLI_FIELDS
+    from kumo.store.jobspec import SPEC_FIELDS
+
+    assert set(JobSpec.model_fields) == set(SPEC_FIELDS) == set(CLI_FIELDS)
+
+
+def test_restart_policy_and_grant_are_stored(api: Api) -> None:
+    [jid] = submit(api, spec={"gpus": 1, "restart": "never", "grant": 7})
+    assert api.get("member-sakura", f"/jobs/{jid}").json()["spec"] == {"gpus": 1, "restart": "never", "grant": 7}
+    before = api.count(Job)
+    r = api.post("member-sakura", "/jobs", json={"project": "sakura", "queue": "h200",
+                                                 "spec": {"gpus": 1, "restart": "sometimes"}})
+    assert r.status_code == 422 and "restart" in r.text
+    r = api.post("member-sakura", "/jobs", json={"project": "sakura", "queue": "h200",
+                                                 "spec": {"gpus": 1, "grant": 0}})
+    assert r.status_code == 422 and "grant" in r.text
+    assert api.count(Job) == before

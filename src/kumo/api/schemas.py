@@ -240,6 +240,9 @@ class JobSpec(Input):
                        Field(min_length=1, max_length=4096)] | None = None
     env: Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=1024)],
                         Annotated[str, StringConstraints(max_length=65_536)]], Field(max_length=1024)] | None = None
+    restart: Literal["on-node-loss", "never"] | None = Field(
+        None, description="when a node it runs on is lost: wait to run again (default) or fail")
+    grant: Annotated[int, Field(ge=1, le=2**31 - 1, description="the id of the grant to charge")] | None = None
 
     def stored(self) -> dict[str, Any]:
         """The fields the caller gave (a null meaning "not given"), as the store takes them."""

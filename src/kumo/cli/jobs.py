@@ -33,7 +33,7 @@ from kumo.sdk import DEFAULT_URL, Client, KumoAPIError
 
 SPEC_FIELDS = ("workers", "gpus", "gpu_milli", "cpu_milli", "mem_mib", "priority", "preemptible",
                "checkpoint_interval_s", "walltime_estimate_s", "walltime_limit_s", "regions", "gpu_models",
-               "speeds", "topology", "command", "env")  # kumo.api.schemas.JobSpec
+               "speeds", "topology", "command", "env", "restart", "grant")  # kumo.api.schemas.JobSpec
 FILE_KEYS = ("project", "queue", "array", *SPEC_FIELDS)
 
 UrlOpt = Annotated[str | None, typer.Option(
