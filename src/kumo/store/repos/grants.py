@@ -16,12 +16,11 @@ Money and GPU-hours are six-place ``Decimal`` values, stored as integer micro-un
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Protocol
 from typing import cast as cast_type
 
@@ -51,6 +50,8 @@ from sqlalchemy.exc import IntegrityError
 
 from kumo.core.errors import InvalidValueError
 from kumo.core.resources import GPU_MILLI, check_name, gpu_flavor, is_gpu_flavor
+from kumo.grants.grant import check_terms
+from kumo.grants.money import money
 from kumo.store.columns import as_utc
 from kumo.store.errors import ConflictError, ForbiddenError, NotFoundError, StaleWriteError
 from kumo.store.models import (
@@ -948,27 +949,11 @@ def _rank(r: UsageLike) -> tuple[Any, ...]:
 
 
 def _money(value: object, where: str) -> Decimal:
-    """A six-place decimal from a ``Decimal``, ``int``, decimal string or finite ``float``."""
-    if isinstance(value, bool):
-        raise InvalidValueError(where, f"must be a number, got {value!r}")
-    try:
-        if isinstance(value, Decimal):
-            number = value
-        elif isinstance(value, int | str):
-            number = Decimal(value)
-        elif isinstance(value, float) and math.isfinite(value):
-            number = Decimal(repr(value))
-        else:
-            raise InvalidValueError(where, f"must be a number, got {value!r}")
-        if not number.is_finite():
-            raise InvalidValueError(where, f"must be a finite number, got {value!r}")
-        return number.quantize(MICRO, rounding=ROUND_HALF_EVEN)
-    except InvalidOperation:
-        raise InvalidValueError(where, f"must be a number, got {value!r}") from None
+    return money(value, where)
 
 
 def _positive_money(value: object, where: str) -> Decimal:
-    number = _money(value, where)
+    number = money(value, where)
     if number <= 0:
         raise InvalidValueError(where, f"must be positive, got {number}")
     return number
@@ -1005,35 +990,9 @@ def _check_terms(
     kind: GrantKind | str, amount: object, currency: str | None, start: datetime, end: datetime,
     flavors: Sequence[str] | None,
 ) -> tuple[GrantKind, Decimal, str, datetime, datetime, list[str] | None]:  # fmt: skip
-    """The checks of ``kumo.grants.check_terms``, repeated here (the store may not import kumo.grants)."""
-    try:
-        k = GrantKind(kind)
-    except ValueError:
-        raise InvalidValueError("grant kind", f"{kind!r} is not one of {[g.value for g in GrantKind]}") from None
-    value = _positive_money(amount, "grant amount")
-    a, b = as_utc(start, "grant start"), as_utc(end, "grant end")
-    if b <= a:
-        raise InvalidValueError("grant", f"end {b.isoformat()} is not after start {a.isoformat()}")
-    if k is GrantKind.CREDITS:
-        if currency not in CURRENCIES:
-            wanted = list(CURRENCIES)
-            raise InvalidValueError("grant currency", f"a credits grant needs one of {wanted}, got {currency!r}")
-        unit = str(currency)
-    else:
-        if currency not in (None, GPU_HOURS):
-            raise InvalidValueError("grant currency", f"a gpu_hours grant is counted in GPU-hours, got {currency!r}")
-        unit = GPU_HOURS
-    limited = None
-    if flavors is not None:
-        if isinstance(flavors, str) or not isinstance(flavors, Sequence) or not flavors:
-            raise InvalidValueError("grant flavors", f"must be a non-empty list of flavors or None, got {flavors!r}")
-        for flavor in flavors:
-            if not is_gpu_flavor(check_name("grant flavor", flavor)):
-                raise InvalidValueError("grant flavors", f"{flavor!r} is not a GPU flavor (gpu.<model>)")
-        if len(set(flavors)) != len(flavors):
-            raise InvalidValueError("grant flavors", f"lists a flavor twice: {list(flavors)}")
-        limited = sorted(flavors)
-    return k, value, unit, a, b, limited
+    """``kumo.grants.check_terms``, with the store's own enum and a JSON-ready list of flavors."""
+    k, value, unit, a, b, limited = check_terms(kind, amount, currency, start, end, flavors)
+    return GrantKind(k.value), value, unit, a, b, None if limited is None else list(limited)
 
 
 def _grant_status(status: GrantStatus | str) -> GrantStatus:
