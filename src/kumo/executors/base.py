@@ -234,6 +234,17 @@ def log_path(log_dir: Path, job_id: str, attempt: int, rank: int) -> Path:
     return Path(log_dir) / f"{file_key(job_id)}.{attempt}.{rank}.log"
 
 
+def known_log(known: Mapping[tuple[str, int], tuple[Path, int]], job_id: str, attempt: int, rank: int) -> Path:
+    """The log file of one worker of an attempt an executor knows (``known``: ``(job, attempt) ->
+    (log dir, world size)``); :class:`ExecutorError` for an unknown attempt or rank."""
+    found = known.get((job_id, attempt))
+    if found is None:
+        raise ExecutorError(f"no attempt {attempt} of job {job_id!r} is known to this executor")
+    if not 0 <= rank < found[1]:
+        raise ExecutorError(f"job {job_id!r} attempt {attempt} has no rank {rank} (world size {found[1]})")
+    return log_path(found[0], job_id, attempt, rank)
+
+
 def wait_for(executor: Executor, job_id: str, *, timeout_s: float, interval_s: float = 0.01) -> list[ExecutorEvent]:
     """Poll until ``job_id``'s attempt ends; return every event polled meanwhile (all jobs).
 

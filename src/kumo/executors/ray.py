@@ -49,6 +49,7 @@ from kumo.executors.base import (
     file_key,
     follow,
     gang_env,
+    known_log,
     log_path,
 )
 from kumo.executors.gpus import GpuInventory, model_from_name
@@ -505,12 +506,7 @@ class RayExecutor:
         return {job: att.attempt for job, att in self._attempts.items()}
 
     def logs(self, job_id: str, attempt: int, rank: int) -> Path:
-        known = self._known.get((job_id, attempt))
-        if known is None:
-            raise ExecutorError(f"no attempt {attempt} of job {job_id!r} is known to this executor")
-        if not 0 <= rank < known[1]:
-            raise ExecutorError(f"job {job_id!r} attempt {attempt} has no rank {rank} (world size {known[1]})")
-        return log_path(known[0], job_id, attempt, rank)
+        return known_log(self._known, job_id, attempt, rank)
 
     # -- beyond the protocol --------------------------------------------------------------------
 
