@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from kumo.api.problems import Problem
 from kumo.api.routes._common import project_scopes
 from kumo.api.schemas import NAME_PATTERN, UsagePublic, UsageRow
 from kumo.core import GPU_MILLI
-from kumo.store import Attempt, Job, JobRepository
+from kumo.store.repos.grant_reports import GrantReports
 
 router = APIRouter(tags=["usage"])
 
@@ -26,22 +25,14 @@ def placement_gpus(placement: dict[str, Any]) -> float:
     return milli / GPU_MILLI
 
 
-def attempt_gpu_hours(attempt: Attempt, since: datetime | None, until: datetime, now: datetime) -> float:
-    """The attempt's GPU-hours inside ``[since, until]``; a running attempt counts up to ``now``."""
-    start = attempt.started_at if since is None else max(attempt.started_at, since)
-    end = min(attempt.ended_at or now, until)
+def span_gpu_hours(placement: dict[str, Any], started: datetime, ended: datetime | None, since: datetime | None,
+                   until: datetime, now: datetime) -> float:
+    """An attempt's GPU-hours inside ``[since, until]``; a running attempt counts up to ``now``."""
+    start = started if since is None else max(started, since)
+    end = min(ended or now, until)
     if end <= start:
         return 0.0
-    return placement_gpus(attempt.placement) * (end - start).total_seconds() / 3600.0
-
-
-def _jobs(repo: JobRepository, project: str | None) -> Iterator[Job]:
-    cursor: str | None = None
-    while True:
-        page, cursor = repo.list(project=project, cursor=cursor, limit=1000)
-        yield from page
-        if cursor is None:
-            return
+    return placement_gpus(placement) * (end - start).total_seconds() / 3600.0
 
 
 @router.get("/usage")
@@ -53,18 +44,16 @@ def usage(
     since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with a time zone")] = None,
     until: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
 ) -> UsagePublic:
-    """GPU-hours of the projects the caller may read, per project and GPU model, in ``[since, until]``."""
+    """GPU-hours of the projects the caller may read, per project and GPU model, in ``[since, until]``,
+    straight from the jobs' attempts (charges against grants: ``GET /usage/report``)."""
     end = now if until is None else until
     if since is not None and since >= end:
         raise Problem(422, f"since ({since.isoformat()}) must be before until ({end.isoformat()})")
-    repo = JobRepository(session)
+    scopes = project_scopes(session, who, "usage.read", project)
+    projects = None if scopes == [None] else [p for p in scopes if p is not None]
     hours: dict[tuple[str, str], float] = defaultdict(float)
-    for scope in project_scopes(session, who, "usage.read", project):
-        for job in _jobs(repo, scope):
-            if job.attempts == 0 or job.submit_time >= end or (since and job.ended_at and job.ended_at <= since):
-                continue
-            for attempt in repo.attempts(job.id):
-                model = str(attempt.placement.get("model", "unknown"))
-                hours[(job.project.name, model)] += attempt_gpu_hours(attempt, since, end, now)
+    for name, placement, started, ended in GrantReports(session).attempt_spans(end, since, projects):
+        model = str(placement.get("model", "unknown"))
+        hours[(name, model)] += span_gpu_hours(placement, started, ended, since, end, now)
     items = [UsageRow(project=p, gpu_model=m, gpu_hours=round(h, 6)) for (p, m), h in sorted(hours.items())]
     return UsagePublic(since=since, until=end, items=items)
