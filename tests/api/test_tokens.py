@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import time
+from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import text
+
+from kumo.api import deps
+from kumo.store.repos.tokens import CACHE_TTL_S, VerifiedTokens
 
 from .conftest import Api
 
@@ -74,3 +82,82 @@ def test_missing_or_malformed_credentials(api: Api) -> None:
     ]:
         r = api.client.get("/api/v1/whoami", headers=headers)
         assert (r.status_code, r.json()["detail"]) == (401, detail), headers
+
+
+# --------------------------------------------------------------------------- the verified-token cache
+
+
+def cache(api: Api, now: list[float]) -> VerifiedTokens[Any]:
+    """Give the app a cache of verified tokens whose clock is ``now[0]`` (instead of the monotonic clock)."""
+    verified: VerifiedTokens[Any] = VerifiedTokens(clock=lambda: now[0])
+    api.app.state.verified_tokens, api.app.state.verified_tokens_store = verified, api.store
+    return verified
+
+
+def test_a_token_revoked_after_use_is_refused_at_once(api: Api) -> None:
+    created = api.post("member-sakura", "/tokens", json={"name": "ci"}).json()
+    assert api.client.get("/api/v1/whoami", headers=bearer(created["token"])).status_code == 200  # now believed
+    assert api.delete("member-sakura", f"/tokens/{created['id']}").status_code == 200
+    r = api.client.get("/api/v1/whoami", headers=bearer(created["token"]))
+    assert (r.status_code, r.json()["detail"]) == (401, "unknown or revoked token")
+
+
+def test_a_role_granted_applies_at_once(api: Api) -> None:
+    job = {"project": "tsubame", "queue": "h200", "spec": {"gpus": 1}}
+    assert api.post("member-sakura", "/jobs", json=job).status_code == 403  # mo's roles are now believed
+    assert api.post("admin", "/projects/tsubame/members", json={"user": "mo"}).status_code == 201
+    assert api.post("member-sakura", "/jobs", json=job).status_code == 201
+
+
+def test_a_change_made_by_another_process_applies_within_a_second(api: Api) -> None:
+    now = [0.0]
+    cache(api, now)
+    created = api.post("member-sakura", "/tokens", json={"name": "ci"}).json()
+    assert api.client.get("/api/v1/whoami", headers=bearer(created["token"])).status_code == 200
+    with api.store.session() as s:  # as another kumo process would: no event of this one sees it
+        s.execute(text("UPDATE api_tokens SET revoked_at = created_at WHERE id = :id"), {"id": created["id"]})
+    now[0] = CACHE_TTL_S - 0.01
+    assert api.client.get("/api/v1/whoami", headers=bearer(created["token"])).status_code == 200  # still believed
+    now[0] = CACHE_TTL_S
+    assert api.client.get("/api/v1/whoami", headers=bearer(created["token"])).status_code == 401
+
+
+def test_a_tokens_use_is_recorded_once_per_verification(api: Api) -> None:
+    now = [0.0]
+    cache(api, now)
+    created = api.post("member-sakura", "/tokens", json={"name": "ci"}).json()
+
+    def last_used() -> str | None:
+        [mine] = [t for t in api.get("member-sakura", "/tokens").json()["items"] if t["id"] == created["id"]]
+        return mine["last_used_at"]
+
+    assert last_used() is None
+    api.client.get("/api/v1/whoami", headers=bearer(created["token"]))
+    assert last_used() == "2025-04-01T11:00:00Z"
+    api.clock.advance(60)
+    api.client.get("/api/v1/whoami", headers=bearer(created["token"]))  # believed: not looked up
+    assert last_used() == "2025-04-01T11:00:00Z"
+    now[0] = CACHE_TTL_S
+    api.client.get("/api/v1/whoami", headers=bearer(created["token"]))
+    assert last_used() == "2025-04-01T11:01:00Z"
+
+
+def test_requests_arriving_together_verify_their_token_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    authenticate = deps.authenticate
+
+    def counted(store: Any, token: str, now: Any) -> Any:
+        calls.append(token)
+        time.sleep(0.05)  # long enough for every request to find the verification under way
+        return authenticate(store, token, now)
+
+    monkeypatch.setattr(deps, "authenticate", counted)
+
+    async def together() -> list[int]:
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kumo") as client:
+            rs = await asyncio.gather(*(client.get("/api/v1/whoami", headers=api.auth("viewer")) for _ in range(8)))
+        return [r.status_code for r in rs]
+
+    assert asyncio.run(together()) == [200] * 8
+    assert len(calls) == 1

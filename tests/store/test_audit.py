@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 
 from kumo.core.errors import InvalidValueError
 from kumo.store import GENESIS, AuditEntry, AuditRepository, Store
-from kumo.store.repos.audit import entry_hash
+from kumo.store.repos.audit import NewEntry, entry_hash
 
 from .conftest import at
 
@@ -144,4 +144,33 @@ def test_concurrent_appenders_keep_one_chain(store: Store) -> None:
     assert errors == []
     with store.session(readonly=True) as s:
         assert [e.seq for e in AuditRepository(s).entries(limit=1000)] == list(range(1, 41))
+    assert problems(store) == []
+
+
+def test_append_many_continues_the_chain_in_order(store: Store) -> None:
+    append(store, 2)
+    entries = [NewEntry("bob", "jobs.submit", f"job/j-{i:06d}", at(10 + i), "10.0.0.9", {"count": i, "ids": ("x",)})
+               for i in range(3)]
+    with store.session() as s:
+        log = AuditRepository(s)
+        log.append("carol", "tokens.create", "token/1", now=at(9))  # through the ORM, same transaction
+        assert log.append_many(entries) == [4, 5, 6]
+        assert log.append_many([]) == []
+    with store.session(readonly=True) as s:
+        got = AuditRepository(s).entries(after=3)
+        assert [(e.seq, e.actor, e.target, e.at, e.remote_addr, e.data) for e in got] == [
+            (4 + i, "bob", f"job/j-{i:06d}", at(10 + i), "10.0.0.9", {"count": i, "ids": ["x"]}) for i in range(3)]
+        assert got[0].prev_hash == AuditRepository(s).entries(after=2, limit=1)[0].hash
+    assert problems(store) == []
+    append(store, 1)  # an ordinary append follows on
+    assert problems(store) == []
+
+
+def test_append_many_refuses_all_or_nothing_and_leaves_no_gap(store: Store) -> None:
+    append(store, 1)
+    with store.session() as s:
+        with pytest.raises(InvalidValueError, match="audit data"):
+            AuditRepository(s).append_many([NewEntry("bob", "x", "y", at(1)),
+                                             NewEntry("bob", "x", "y", at(1), data={"nan": float("nan")})])
+        assert AuditRepository(s).append_many([NewEntry("bob", "x", "y", at(2))]) == [2]
     assert problems(store) == []

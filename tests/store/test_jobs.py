@@ -6,13 +6,16 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from kumo.core import model as core
 from kumo.core.errors import InvalidValueError
 from kumo.store import ConflictError, JobRepository, JobState, NotFoundError, StaleWriteError, Store
-from kumo.store.models import Counter
+from kumo.store.models import Counter, Job
+from kumo.store.repos._bulk import insert_rows
+from kumo.store.repos.jobs import KnownNames, _job_rows
 
 from .conftest import Tenancy, at
 
@@ -236,3 +239,102 @@ def test_bulk_submit(store: Store, tenancy: Tenancy, n: int) -> None:
         page, cursor = repo.list(state="pending", limit=1000, cursor=None)
         assert len(page) == 1000
         assert cursor is not None
+
+
+def test_check_then_insert_writes_several_submissions_at_once(store: Store, tenancy: Tenancy) -> None:
+    submit(store, tenancy)  # j-000001
+    with store.session() as s:
+        repo = JobRepository(s)
+        assert repo.project_scope(tenancy.project) == (tenancy.project, tenancy.programme)
+        with pytest.raises(NotFoundError, match="project 'nowhere' not found"):
+            repo.project_scope("nowhere")
+        first = repo.check(tenancy.project, tenancy.queue, tenancy.user, [SPEC] * 3, now=at(1))
+        second = repo.check(tenancy.other_project, tenancy.other_queue, tenancy.other_user,
+                            [{"gpu_milli": 250}, {**SPEC, "priority": 3}], now=at(2))
+        with pytest.raises(NotFoundError, match="queue 'h999' not found"):
+            repo.check(tenancy.project, "h999", tenancy.user, [SPEC], now=at(3))
+        with pytest.raises(InvalidValueError, match="gpu_milli"):
+            repo.check(tenancy.project, tenancy.queue, tenancy.user, [{"gpus": 1, "gpu_milli": 5}], now=at(3))
+        assert jobs_counter(s) == 1  # checking writes nothing
+        assert first.specs[0] is first.specs[2]  # equal specs are checked once and share their dict
+        assert repo.insert([first, second]) == [["j-000002", "j-000003", "j-000004"], ["j-000005", "j-000006"]]
+        assert repo.insert([]) == []
+        assert jobs_counter(s) == 6
+    with store.session(readonly=True) as s:
+        repo = JobRepository(s)
+        two, five, six = repo.get("j-000002"), repo.get("j-000005"), repo.get("j-000006")
+        assert (two.project.name, two.queue.name, two.submitted_by.name, two.submit_time) == (
+            "sakura", "h200", "alice", at(1))
+        assert (five.project.name, five.queue.name, five.submitted_by.name, five.spec) == (
+            "fuji", "h100", "bob", {"gpu_milli": 250})
+        assert six.spec == {**SPEC, "priority": 3}
+        assert (two.state, two.version, two.spec) == (JobState.PENDING, 1, SPEC)
+
+
+def test_transition_updates_the_loaded_job_and_no_other(store: Store, tenancy: Tenancy) -> None:
+    ids = submit(store, tenancy, 3)
+    with store.session() as s:
+        repo = JobRepository(s)
+        loaded = [repo.get(i) for i in ids]
+        job = repo.transition(ids[1], 1, state="running", started_at=at(9), attempts=1, reason="")
+        assert job is loaded[1] and (job.state, job.version, job.started_at, job.attempts) == (
+            JobState.RUNNING, 2, at(9), 1)
+        assert [(j.state, j.version) for j in (loaded[0], loaded[2])] == [(JobState.PENDING, 1)] * 2
+        loaded[2].reason = "set directly"  # a pending change is flushed before the update, which wins
+        repo.transition(ids[2], 1, reason="quota")
+    with store.session(readonly=True) as s:
+        repo = JobRepository(s)
+        assert [(repo.get(i).state, repo.get(i).version, repo.get(i).reason) for i in ids] == [
+            (JobState.PENDING, 1, ""), (JobState.RUNNING, 2, ""), (JobState.PENDING, 2, "quota")]
+
+
+def test_bulk_rows_are_written_as_single_ones_are(store: Store, tenancy: Tenancy) -> None:
+    """``submit_many`` writes with ``_bulk.insert_rows`` (``COPY`` on PostgreSQL): every column
+    reads back exactly as ``submit`` (an ORM insert) writes it, awkward characters included."""
+    spec = {"gpus": 1, "priority": -3, "preemptible": False, "walltime_estimate_s": 1.5, "regions": ["japan-east"],
+            "command": ["sh", "-c", "printf 'a\\tb\\n' \\\\ \"q\" ; echo 雲 \\\\N \\x"],
+            "env": {"NULLISH": "\\N", "EMPTY": "", "TAB": "\t", "NEWLINE": "\r\n", "QUOTE": "'\""}}
+    with store.session() as s:
+        repo = JobRepository(s)
+        one = repo.submit(tenancy.project, tenancy.queue, tenancy.user, spec, now=at(1)).id
+        many = [j.id for j in repo.submit_many(tenancy.project, tenancy.queue, tenancy.user, [spec] * 2, now=at(1))]
+    with store.session(readonly=True) as s:
+        rows = {r.id: r for r in s.scalars(select(Job).where(Job.id.in_([one, *many])))}
+        columns = [c.key for c in Job.__table__.columns if c.key not in ("id", "seq")]
+        for other in many:
+            assert [getattr(rows[other], c) for c in columns] == [getattr(rows[one], c) for c in columns]
+        assert rows[many[1]].spec == spec
+
+
+def test_a_value_the_database_refuses_raises_its_sqlalchemy_error(store: Store, tenancy: Tenancy) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite does not enforce column lengths")
+    with store.session() as s:
+        repo = JobRepository(s)
+        checked = repo.check(tenancy.project, tenancy.queue, tenancy.user, [SPEC], now=at(0))
+        rows = [{**r, "id": "j-" + "9" * 40} for r in _job_rows(checked, 1)]
+        with pytest.raises(DataError):  # what the API answers with a 422, as for an INSERT
+            insert_rows(s, Job, rows)
+
+
+def test_known_names_are_kept_across_transactions_for_their_lifetime(store: Store, tenancy: Tenancy) -> None:
+    now = [0.0]
+    known = KnownNames(ttl_s=1.0, clock=lambda: now[0])
+    with store.session() as s:
+        repo = JobRepository(s, known=known.fresh())
+        assert repo.project_scope(tenancy.project) == (tenancy.project, tenancy.programme)
+        repo.check(tenancy.project, tenancy.queue, tenancy.user, [SPEC], now=at(0))
+    with store.session() as s:  # a rename no kumo code does, to see what is remembered
+        s.execute(text("UPDATE projects SET name = 'renamed' WHERE name = :p"), {"p": tenancy.project})
+    now[0] = 0.99
+    with store.session() as s:
+        repo = JobRepository(s, known=known.fresh())
+        assert repo.project_scope(tenancy.project) == (tenancy.project, tenancy.programme)  # remembered
+        assert repo.insert([repo.check(tenancy.project, tenancy.queue, tenancy.user, [SPEC], now=at(1))]) == [
+            ["j-000001"]]
+    now[0] = 1.0
+    with store.session() as s:
+        repo = JobRepository(s, known=known.fresh())
+        with pytest.raises(NotFoundError, match="project 'sakura' not found"):
+            repo.project_scope(tenancy.project)
+        assert repo.get("j-000001").project.name == "renamed"

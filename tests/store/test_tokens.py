@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from kumo.core.errors import InvalidValueError
-from kumo.store import ApiToken, NotFoundError, Store, TokenRepository
+from kumo.store import ApiToken, NotFoundError, Store, TenancyRepository, TokenRepository
+from kumo.store.repos.tokens import VerifiedTokens, auth_generation, hash_token
 
 from .conftest import Tenancy, at
 
@@ -78,3 +79,52 @@ def test_tokens_need_a_known_user_and_a_name(store: Store, tenancy: Tenancy) -> 
         with pytest.raises(InvalidValueError, match="token name"):
             repo.create(tenancy.user, "", now=at(0))
         assert repo.list(tenancy.user) == []
+
+
+# --------------------------------------------------------------------------- the verified-token cache
+
+
+def test_verified_tokens_are_believed_for_their_lifetime_only() -> None:
+    now = [0.0]
+    cache: VerifiedTokens[str] = VerifiedTokens(ttl_s=1.0, max_size=3, clock=lambda: now[0])
+    cache.put("kumo_a", "alice", auth_generation())
+    assert cache.get("kumo_a") == "alice" and cache.get("kumo_b") is None
+    assert "kumo_a" not in str(cache._entries) and hash_token("kumo_a") in cache._entries  # kept by digest only
+    now[0] = 0.99
+    assert cache.get("kumo_a") == "alice"
+    now[0] = 1.0
+    assert cache.get("kumo_a") is None and len(cache) == 0
+    for name in "abc":
+        cache.put(f"kumo_{name}", name, auth_generation())
+    cache.put("kumo_d", "d", auth_generation())  # past max_size it starts again
+    assert len(cache) == 1 and cache.get("kumo_d") == "d"
+    assert VerifiedTokens(ttl_s=0).get("kumo_d") is None
+
+
+def test_a_revocation_forgets_every_verified_token_at_once(store: Store, tenancy: Tenancy) -> None:
+    cache: VerifiedTokens[str] = VerifiedTokens()
+    with store.session() as s:
+        row, plaintext = TokenRepository(s).create(tenancy.user, "laptop", now=at(0))
+    before = auth_generation()  # a verification that began before the revocation ...
+    cache.put(plaintext, "alice", before)
+    with store.session() as s:
+        TokenRepository(s).revoke(row.id, now=at(5))
+        assert cache.get(plaintext) is None  # forgotten as soon as the revocation is flushed
+        during = auth_generation()
+        cache.put(plaintext, "alice", during)  # (a verification reading the old row meanwhile)
+    assert cache.get(plaintext) is None  # ... and again when it commits
+    cache.put(plaintext, "alice", before)  # a verification that began before it is not kept
+    assert cache.get(plaintext) is None
+
+
+def test_a_new_role_forgets_verified_tokens_but_a_mere_use_does_not(store: Store, tenancy: Tenancy) -> None:
+    cache: VerifiedTokens[str] = VerifiedTokens()
+    with store.session() as s:
+        _, plaintext = TokenRepository(s).create(tenancy.user, "laptop", now=at(0))
+    cache.put(plaintext, "alice", auth_generation())
+    with store.session() as s:
+        assert TokenRepository(s).authenticate(plaintext, now=at(1)) is not None  # records last_used_at
+    assert cache.get(plaintext) == "alice"
+    with store.session() as s:
+        TenancyRepository(s).add_membership(tenancy.user, "member", project=tenancy.project)
+    assert cache.get(plaintext) is None

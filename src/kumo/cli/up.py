@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +33,6 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("controller")(controller)
 
-
-# The API's event loop, its database writer thread (group commit) and the control loop share one
-# interpreter lock. A thread back from the database waits for the lock for up to Python's switch
-# interval (5 ms by default) while another computes; a group of submissions makes about ten
-# round trips, so at 5 ms a busy server spent most of a group's time waiting. 1 ms keeps that short
-# for a small cost in switching.
-SWITCH_INTERVAL_S = 0.001
 
 LeaseOpt = Annotated[float, typer.Option(
     "--lease-ttl", help="Seconds the leader lease lasts without renewal (a successor waits this long).")]
@@ -105,7 +97,6 @@ def up(
     from kumo.api.app import create_app
     from kumo.control.runtime import ControllerThread
 
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     platform = _open(database, data_dir, lease_ttl, executor, ray_address,
                      Scheduling(order, preemption_min_runtime, alert_webhook))
     loop = ControllerThread(platform.controller)
@@ -142,3 +133,4 @@ def controller(database: DatabaseOpt = None, data_dir: DataDirOpt = None, lease_
     finally:
         loop.stop()
         platform.store.dispose()
+

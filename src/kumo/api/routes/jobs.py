@@ -3,15 +3,28 @@
 A caller sees only the jobs of projects it may read (``authz.visible_projects``): listings are
 filtered in the query, and a job of another project answers 404 exactly as a missing one does,
 so its existence is not confirmed.
+
+Submissions are committed in groups (:class:`GroupCommit`): submissions that arrive while the
+previous group is being written wait for it to finish and are then written together, in one
+transaction, each with its own audit entry; each answers 201 only once that transaction has
+committed. A submission that is refused (403, 404, 422) is checked before anything of it is
+written and leaves nothing; if writing a group fails, each of its submissions is written again
+on its own, so one bad submission never takes the others with it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from kumo.api import authz
 from kumo.api.authz import Principal
@@ -23,6 +36,9 @@ from kumo.api.deps import (
     RemoteAddr,
     SessionDep,
     StoreDep,
+    remote_addr,
+    request_now,
+    request_store,
     require,
 )
 from kumo.api.problems import Problem
@@ -36,13 +52,16 @@ from kumo.api.schemas import (
     JobEventPublic,
     JobEventsPublic,
     JobPublic,
+    JobSpec,
     JobsPublic,
     JobsSubmitted,
     JobWhy,
 )
+from kumo.core.errors import KumoError
 from kumo.executors.base import log_path
-from kumo.store import Job, JobRepository, JobState, NotFoundError, Project, TenancyRepository
-from kumo.store.repos.jobs import MAX_PAGE, decode_cursor, encode_cursor
+from kumo.store import AuditRepository, Job, JobRepository, JobState, NotFoundError, Store
+from kumo.store.repos.audit import NewEntry
+from kumo.store.repos.jobs import MAX_PAGE, CheckedSubmission, KnownNames, decode_cursor, encode_cursor
 
 router = APIRouter(tags=["jobs"])
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's id, e.g. j-000042")]
@@ -68,45 +87,160 @@ def readable_job(session: Session, who: Principal, job_id: str, action: str = "j
     return job
 
 
-def _submittable(session: Session, who: Principal, name: str) -> Project:
-    project = TenancyRepository(session).get_project(name)
-    require(who, "jobs.submit", project.programme.name, project.name)
-    return project
-
-
 def _span(ids: list[str]) -> str:
     return ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
 
 
-@router.post("/jobs", status_code=status.HTTP_201_CREATED)
-def submit_job(
-    body: JobCreate, who: CurrentPrincipal, session: SessionDep, now: NowDep, addr: RemoteAddr
-) -> JobsSubmitted:
+# The two submission routes are the API's hot path: they take the store, the clock and the
+# client's address from the request rather than as dependencies (each costs a resolution per
+# call), and answer with the JSON they build (``response_model`` documents it) rather than a model
+# FastAPI would validate again.
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, response_model=JobsSubmitted)
+async def submit_job(body: JobCreate, who: CurrentPrincipal, request: Request) -> Response:
     """Submit one job, or ``array`` copies of it in one transaction (at most 100,000)."""
-    project = _submittable(session, who, body.project)
-    spec = body.spec.stored()
-    repo = JobRepository(session)
-    if body.array is None:
-        ids = [repo.submit(project, body.queue, who.user, spec, now=now).id]
-    else:
-        ids = [job.id for job in repo.submit_many(project, body.queue, who.user, [spec] * body.array, now=now)]
-    audit(session, who, "jobs.submit", f"job/{_span(ids)}", now=now, remote_addr=addr,
-          data={"project": project.name, "queue": body.queue, "count": len(ids), "spec": spec})
-    return JobsSubmitted(count=len(ids), ids=ids)
+    copies = 1 if body.array is None else body.array
+    return await _submit(request, Submission(who, body.project, body.queue, body.spec, copies, request_now(request),
+                                             remote_addr(request)))
 
 
-@router.post("/jobs/batch", status_code=status.HTTP_201_CREATED)
-def submit_batch(
-    body: JobBatchCreate, who: CurrentPrincipal, session: SessionDep, now: NowDep, addr: RemoteAddr
-) -> JobsSubmitted:
+@router.post("/jobs/batch", status_code=status.HTTP_201_CREATED, response_model=JobsSubmitted)
+async def submit_batch(body: JobBatchCreate, who: CurrentPrincipal, request: Request) -> Response:
     """Submit different jobs to one project and queue in one transaction (at most 100,000)."""
-    project = _submittable(session, who, body.project)
-    specs = [spec.stored() for spec in body.specs]
-    jobs = JobRepository(session).submit_many(project, body.queue, who.user, specs, now=now)
-    ids = [job.id for job in jobs]
-    audit(session, who, "jobs.submit", f"job/{_span(ids)}", now=now, remote_addr=addr,
-          data={"project": project.name, "queue": body.queue, "count": len(ids)})
-    return JobsSubmitted(count=len(ids), ids=ids)
+    return await _submit(request, Submission(who, body.project, body.queue, body.specs, 0, request_now(request),
+                                             remote_addr(request)))
+
+
+async def _submit(request: Request, submission: Submission) -> Response:
+    ids = await group_commit(request, request_store(request)).submit(submission)
+    body = json.dumps({"count": len(ids), "ids": ids}, separators=(",", ":")).encode()
+    return Response(body, status_code=status.HTTP_201_CREATED, media_type="application/json")
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One submission request: ``copies`` of ``spec`` (``POST /jobs``), or the list ``spec`` with
+    ``copies`` 0 (``POST /jobs/batch``, whose audit entry does not repeat every spec)."""
+
+    who: Principal
+    project: str
+    queue: str
+    spec: JobSpec | Sequence[JobSpec]
+    copies: int
+    now: datetime
+    addr: str | None
+
+    @property
+    def jobs(self) -> int:
+        return len(self.spec) if isinstance(self.spec, Sequence) else self.copies
+
+
+class GroupCommit:
+    """Writes the submissions waiting at one moment together, in one transaction (see the module).
+
+    Runs on the server's event loop: :meth:`submit` queues a submission and, if no group is being
+    written, starts writing; a group is written in a worker thread, and whatever queued meanwhile
+    (up to ``max_jobs`` jobs, at least one submission) is the next group. A lone submission waits
+    for nothing.
+    """
+
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, max_jobs: int = 5_000) -> None:
+        self.store, self.loop, self.max_jobs = store, loop, max_jobs
+        self.known = KnownNames()  # project, queue and user ids, looked up once a second at most
+        self._queue: list[tuple[Submission, asyncio.Future[list[str]]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.groups = 0  # groups written, for tests and curiosity
+
+    async def submit(self, submission: Submission) -> list[str]:
+        """Its job ids once committed; raises what refused it."""
+        future: asyncio.Future[list[str]] = self.loop.create_future()
+        self._queue.append((submission, future))
+        if self._writer is None:
+            self._writer = self.loop.create_task(self._write_all())
+        return await asyncio.shield(future)  # a client that leaves does not stop its group
+
+    async def _write_all(self) -> None:
+        try:
+            while self._queue:
+                size, n = 0, 0
+                for sub, _ in self._queue:
+                    if n and size + sub.jobs > self.max_jobs:
+                        break
+                    size, n = size + sub.jobs, n + 1
+                group, self._queue = self._queue[:n], self._queue[n:]
+                try:
+                    outcomes = await run_in_threadpool(self.write, [sub for sub, _ in group])
+                except BaseException as exc:  # every waiting submission learns of it
+                    outcomes = [exc] * len(group)
+                self.groups += 1
+                for (_, future), outcome in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._writer = None
+
+    def write(self, group: list[Submission]) -> list[list[str] | BaseException]:
+        """Write ``group`` in one transaction: each submission's ids, or what refused it. If the
+        transaction fails, each submission is written again alone."""
+        try:
+            with self.store.session() as session:
+                return write_submissions(session, group, self.known.fresh())
+        except Exception as exc:
+            if len(group) == 1:
+                return [exc]
+        return [self.write([sub])[0] for sub in group]
+
+
+def write_submissions(session: Session, group: Sequence[Submission],
+                      known: KnownNames | None = None) -> list[list[str] | BaseException]:
+    """Check every submission (authorization, names, specs), then write those that passed and
+    their audit entries. A refusal is returned in its place, having written nothing."""
+    jobs = JobRepository(session, known=known)
+    programmes: dict[str, str] = {}
+    outcomes: list[list[str] | BaseException] = []
+    checked: list[tuple[int, Submission, dict[str, Any] | None, CheckedSubmission]] = []
+    for i, sub in enumerate(group):
+        try:
+            if sub.project not in programmes:
+                programmes[sub.project] = jobs.project_scope(sub.project)[1]
+            require(sub.who, "jobs.submit", programmes[sub.project], sub.project)
+            if isinstance(sub.spec, JobSpec):
+                spec = sub.spec.stored()
+                specs = [spec] * sub.copies
+            else:
+                spec, specs = None, [s.stored() for s in sub.spec]
+            checked.append((i, sub, spec, jobs.check(sub.project, sub.queue, sub.who.user, specs, now=sub.now)))
+            outcomes.append([])
+        except (KumoError, Problem) as exc:
+            outcomes.append(exc)
+    ids = jobs.insert([c for *_, c in checked])
+    entries = []
+    for (i, sub, spec, _), mine in zip(checked, ids, strict=True):
+        outcomes[i] = mine
+        data: dict[str, Any] = {"project": sub.project, "queue": sub.queue, "count": len(mine)}
+        if spec is not None:
+            data["spec"] = spec
+        entries.append(NewEntry(sub.who.user, "jobs.submit", f"job/{_span(mine)}"[:255], sub.now, sub.addr, data))
+    AuditRepository(session).append_many(entries)
+    return outcomes
+
+
+def group_commit(request: Request, store: Store) -> GroupCommit:
+    """The app's group commit (made on first use, again if the store or the event loop changed)."""
+    loop = asyncio.get_running_loop()
+    state = request.app.state
+    gc: GroupCommit | None = getattr(state, "group_commit", None)
+    if gc is None or gc.store is not store or gc.loop is not loop:
+        gc = state.group_commit = GroupCommit(store, loop)
+    return gc
 
 
 @router.get("/jobs")

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from kumo.core.errors import InvalidValueError
 from kumo.store.columns import as_utc
 from kumo.store.models import AuditEntry, Counter
+from kumo.store.repos._bulk import allocate, insert_rows
 from kumo.store.repos._common import Repository, bump_counter, check_text
 
 GENESIS = "0" * 64
@@ -46,6 +47,18 @@ def _hash_of(entry: AuditEntry) -> str:
     return entry_hash(
         entry.prev_hash, entry.seq, entry.at, entry.actor, entry.action, entry.target, entry.remote_addr, entry.data
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to append with :meth:`AuditRepository.append_many` (the arguments of ``append``)."""
+
+    actor: str
+    action: str
+    target: str
+    now: datetime
+    remote_addr: str | None = None
+    data: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,33 @@ class AuditRepository(Repository):
         self.session.add(entry)
         self.session.flush()
         return entry
+
+    def append_many(self, entries: Sequence[NewEntry]) -> list[int]:
+        """Add entries at the end of the chain in the given order, as ``append`` would one by one,
+        with one counter update and one executemany ``INSERT``; their ``seq`` numbers.
+
+        Every entry is checked before any ``seq`` is taken, so a refused one leaves no gap and
+        appends nothing.
+        """
+        rows: list[dict[str, Any]] = [
+            {"at": as_utc(e.now, "now"), "actor": check_text("actor", e.actor, 255),
+             "action": check_text("action", e.action, 128), "target": check_text("target", e.target, 255),
+             "remote_addr": _remote_addr(e.remote_addr), "data": _json_data(e.data)}
+            for e in entries
+        ]  # fmt: skip
+        if not rows:
+            return []
+        self.session.flush()  # entries appended through the ORM in this transaction come first
+        first = allocate(self.session, "audit_log", len(rows))  # waits for any other appender to commit
+        table = cast(Table, AuditEntry.__table__)
+        last = select(table.c.hash).where(table.c.seq < first).order_by(table.c.seq.desc()).limit(1)
+        prev = self.session.execute(last).scalar() or GENESIS
+        for seq, row in enumerate(rows, first):
+            row["seq"], row["prev_hash"] = seq, prev
+            row["hash"] = prev = entry_hash(prev, seq, row["at"], row["actor"], row["action"], row["target"],
+                                            row["remote_addr"], row["data"])
+        insert_rows(self.session, AuditEntry, rows)
+        return [row["seq"] for row in rows]
 
     def entries(self, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
         """Up to ``limit`` entries with ``seq`` above ``after``, in order."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection, Iterable, Mapping
+import json
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, select, update
-from sqlalchemy.orm import defer
+from sqlalchemy import CursorResult, Select, Table, select, update
+from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
 from kumo.core.errors import InvalidValueError
@@ -23,9 +26,9 @@ from kumo.core.model import Placement
 from kumo.store.columns import as_utc
 from kumo.store.errors import ConflictError, NotFoundError, StaleWriteError
 from kumo.store.jobspec import copy_spec, normalize_specs
-from kumo.store.models import Attempt, AttemptOutcome, Job, JobEvent, JobState, Project, Queue, User
-from kumo.store.repos._bulk import insert_rows
-from kumo.store.repos._common import Repository, bump_counter, check_text, resolve
+from kumo.store.models import Attempt, AttemptOutcome, Job, JobEvent, JobState, Programme, Project, Queue, User
+from kumo.store.repos._bulk import allocate, insert_rows
+from kumo.store.repos._common import Repository, check_text, resolve
 
 MAX_BULK = 100_000
 MAX_PAGE = 1_000
@@ -71,8 +74,48 @@ def decode_cursor(cursor: str) -> int:
     raise InvalidValueError("cursor", f"{cursor!r} is not a cursor kumo handed out")
 
 
+class KnownNames:
+    """Ids of projects, queues and users (and projects' programmes) by name, kept across
+    transactions for ``ttl_s`` seconds, for a caller that submits continuously (the API's group
+    commit), which would otherwise look the same few names up in every transaction. Kumo neither
+    renames nor deletes these rows; the bound keeps any surprise short. Not thread-safe: one writer."""
+
+    def __init__(self, ttl_s: float = 1.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.clock = ttl_s, clock
+        self.ids: dict[tuple[type[Any], str], int] = {}
+        self.programmes: dict[str, str] = {}
+        self._expires = 0.0
+
+    def fresh(self) -> KnownNames:
+        """Itself, emptied first if its ``ttl_s`` has passed."""
+        now = self.clock()
+        if now >= self._expires:
+            self.ids.clear()
+            self.programmes.clear()
+            self._expires = now + self.ttl_s
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedSubmission:
+    """Jobs ready to be written (:meth:`JobRepository.check`): their rows less their ids."""
+
+    project_id: int
+    queue_id: int
+    user_id: int
+    specs: list[dict[str, Any]]
+    at: datetime
+
+
 class JobRepository(Repository):
     """Jobs, their attempts and their events."""
+
+    def __init__(self, session: Session, *, known: KnownNames | None = None) -> None:
+        super().__init__(session)
+        known = known if known is not None else KnownNames()
+        self._ids = known.ids  # ids of rows looked up by name (in this transaction, or longer: KnownNames)
+        self._programmes = known.programmes  # programme of each project looked up by name
+        self._specs: dict[str, dict[str, Any]] = {}  # normalised specs by _spec_key
 
     # ---- submission ------------------------------------------------------------------
     def submit(
@@ -110,18 +153,86 @@ class JobRepository(Repository):
         self, project: Project | str, queue: Queue | str, user: User | str, specs: list[Mapping[str, Any]],
         now: datetime,
     ) -> list[dict[str, Any]]:  # fmt: skip
+        checked = self.check(project, queue, user, specs, now=now)
+        if not checked.specs:
+            return []
+        return _job_rows(checked, allocate(self.session, "jobs", len(checked.specs)))
+
+    def check(
+        self, project: Project | str, queue: Queue | str, user: User | str, specs: Sequence[Mapping[str, Any]],
+        *, now: datetime,
+    ) -> CheckedSubmission:  # fmt: skip
+        """Check a submission without writing anything: the project, queue and user exist, every
+        spec is valid (normalised), at most ``MAX_BULK`` jobs. Raises as ``submit_many`` would.
+
+        Names are looked up once per repository (one transaction), and equal specs are checked
+        once and share one normalised dict (read-only), across the submissions it checks."""
         if len(specs) > MAX_BULK:
             raise InvalidValueError("submit_many", f"at most {MAX_BULK} jobs at once, got {len(specs)}")
-        proj = resolve(self.session, Project, "project", project)
-        que = resolve(self.session, Queue, "queue", queue)
-        who = resolve(self.session, User, "user", user)
-        checked = normalize_specs(specs)
-        if not checked:
-            return []
-        at = as_utc(now, "now")
-        first = bump_counter(self.session, "jobs", len(checked)) - len(checked) + 1
-        common = _new_job(proj.id, que.id, who.id, at)
-        return [{**common, "id": job_id(seq), "seq": seq, "spec": spec} for seq, spec in enumerate(checked, first)]
+        project_id = self._id(Project, "project", project)
+        queue_id = self._id(Queue, "queue", queue)
+        user_id = self._id(User, "user", user)
+        return CheckedSubmission(project_id, queue_id, user_id, self._normalized(specs), as_utc(now, "now"))
+
+    def project_scope(self, name: str) -> tuple[str, str]:
+        """``(project, programme)`` names of the project called ``name`` (``NotFoundError`` if none),
+        for authorization before :meth:`check`; remembers its id for it."""
+        programme = self._programmes.get(name)
+        if programme is None or (Project, name) not in self._ids:
+            projects, programmes = cast(Table, Project.__table__), cast(Table, Programme.__table__)
+            stmt = (select(projects.c.id, programmes.c.name)
+                    .join(programmes, programmes.c.id == projects.c.programme_id).where(projects.c.name == name))
+            self.session.flush()
+            row = self.session.execute(stmt).one_or_none()
+            if row is None:
+                raise NotFoundError("project", name)
+            self._ids[(Project, name)] = int(row[0])
+            programme = self._programmes[name] = str(row[1])
+        return name, programme
+
+    def insert(self, submissions: Sequence[CheckedSubmission]) -> list[list[str]]:
+        """Write checked submissions, in order: one counter update numbers all their jobs (each
+        submission's ids consecutive), one executemany ``INSERT`` writes them. Their ids, per
+        submission. Nothing is read back: use :meth:`get` for the rows."""
+        total = sum(len(sub.specs) for sub in submissions)
+        if total == 0:
+            return [[] for _ in submissions]
+        first = allocate(self.session, "jobs", total)
+        rows: list[dict[str, Any]] = []
+        ids: list[list[str]] = []
+        for sub in submissions:
+            mine = _job_rows(sub, first + len(rows))
+            rows += mine
+            ids.append([row["id"] for row in mine])
+        insert_rows(self.session, Job, rows)
+        return ids
+
+    def _id(self, model: type[Project] | type[Queue] | type[User], kind: str, ref: Any) -> int:
+        if isinstance(ref, model):
+            return int(ref.id)
+        key = (model, str(ref))
+        found = self._ids.get(key)
+        if found is None:
+            table = cast(Table, model.__table__)
+            self.session.flush()
+            found = self.session.execute(select(table.c.id).where(table.c.name == str(ref))).scalar_one_or_none()
+            if found is None:
+                raise NotFoundError(kind, str(ref))
+            self._ids[key] = found = int(found)
+        return found
+
+    def _normalized(self, specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for spec in specs:
+            key = _spec_key(spec)
+            if key is None:
+                out.append(normalize_specs([spec])[0])
+                continue
+            checked = self._specs.get(key)
+            if checked is None:
+                checked = self._specs[key] = normalize_specs([spec])[0]
+            out.append(checked)
+        return out
 
     # ---- reading ---------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -150,8 +261,11 @@ class JobRepository(Repository):
         return stmt
 
     def pending(self) -> list[Job]:
-        """Every waiting job, oldest first: what the control loop schedules."""
-        return self._in_state(JobState.PENDING)
+        """Every waiting job, oldest first: what the control loop schedules. Their specs are read
+        when first asked for (the loop reads every waiting job each step to keep its reason
+        current, and decoding thousands of specs it does not look at was most of that)."""
+        stmt = select(Job).options(defer(Job.spec)).where(Job.state == JobState.PENDING).order_by(Job.seq)
+        return list(self.session.scalars(stmt))
 
     def running(self) -> list[Job]:
         """Every running job, oldest first."""
@@ -179,11 +293,19 @@ class JobRepository(Repository):
         if job.version != expected_version:
             raise StaleWriteError("job", job_id, expected_version, job.version)
         values = _checked_changes(job, changes)
-        stmt = update(Job).where(Job.id == job_id, Job.version == expected_version)
-        result = self.session.execute(stmt.values(**values, version=expected_version + 1))
+        self.session.flush()  # what an ORM UPDATE would flush first
+        # A Core UPDATE of the table, then the loaded row set to what was written: an ORM UPDATE
+        # would match its criteria against every object of the session (the control loop's
+        # session holds every active job), which made a step quadratic in the number of jobs.
+        table = cast(Table, Job.__table__)
+        stmt = update(table).where(table.c.id == job_id, table.c.version == expected_version)
+        result = self.session.connection().execute(stmt.values(**values, version=expected_version + 1))
         if cast(CursorResult[Any], result).rowcount != 1:
             self.session.refresh(job)
             raise StaleWriteError("job", job_id, expected_version, job.version)
+        for key, value in values.items():
+            set_committed_value(job, key, value)
+        set_committed_value(job, "version", expected_version + 1)
         return job
 
     def request_cancel(self, job_id: str) -> Job:
@@ -316,6 +438,19 @@ class JobRepository(Repository):
         rows = list(self.session.scalars(stmt.order_by(Job.seq).limit(limit + 1)))
         more = len(rows) > limit
         return rows[:limit], encode_cursor(rows[limit - 1].seq) if more else None
+
+
+def _spec_key(spec: object) -> str | None:
+    """What ``jobspec.normalize_specs`` tells equal specs by (1, 1.0 and True differ); None: unkeyable."""
+    try:
+        return json.dumps(spec, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _job_rows(sub: CheckedSubmission, first: int) -> list[dict[str, Any]]:
+    common = _new_job(sub.project_id, sub.queue_id, sub.user_id, sub.at)
+    return [{**common, "id": job_id(seq), "seq": seq, "spec": spec} for seq, spec in enumerate(sub.specs, first)]
 
 
 def _new_job(project_id: int, queue_id: int, user_id: int, now: datetime) -> dict[str, Any]:
