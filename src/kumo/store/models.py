@@ -32,6 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from kumo.core import model as core
 from kumo.core.model import NodeState
+from kumo.grants.grant import GrantKind as GrantKind  # the pure layer's enums, stored by value
+from kumo.grants.grant import GrantStatus as GrantStatus
 from kumo.store.columns import UTCDateTime, quotas_from_json, str_enum
 from kumo.store.jobspec import core_job
 
@@ -395,24 +397,6 @@ class Micro(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: int | None, dialect: Dialect) -> Decimal | None:
         return None if value is None else micro_to_decimal(value)
-
-
-class GrantKind(enum.StrEnum):
-    """The values of :class:`kumo.grants.GrantKind` (the store may not import kumo.grants)."""
-
-    CREDITS = "credits"
-    GPU_HOURS = "gpu_hours"
-
-
-class GrantStatus(enum.StrEnum):
-    """The values of :class:`kumo.grants.GrantStatus`."""
-
-    REQUESTED = "requested"
-    ACTIVE = "active"
-    EXHAUSTED = "exhausted"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-    DENIED = "denied"
 
 
 class RequestKind(enum.StrEnum):

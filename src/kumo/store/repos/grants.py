@@ -990,9 +990,9 @@ def _check_terms(
     kind: GrantKind | str, amount: object, currency: str | None, start: datetime, end: datetime,
     flavors: Sequence[str] | None,
 ) -> tuple[GrantKind, Decimal, str, datetime, datetime, list[str] | None]:  # fmt: skip
-    """``kumo.grants.check_terms``, with the store's own enum and a JSON-ready list of flavors."""
+    """``kumo.grants.check_terms``, with a JSON-ready list of flavors."""
     k, value, unit, a, b, limited = check_terms(kind, amount, currency, start, end, flavors)
-    return GrantKind(k.value), value, unit, a, b, None if limited is None else list(limited)
+    return k, value, unit, a, b, None if limited is None else list(limited)
 
 
 def _grant_status(status: GrantStatus | str) -> GrantStatus:
