@@ -286,6 +286,19 @@ def test_transition_updates_the_loaded_job_and_no_other(store: Store, tenancy: T
         repo = JobRepository(s)
         assert [(repo.get(i).state, repo.get(i).version, repo.get(i).reason) for i in ids] == [
             (JobState.PENDING, 1, ""), (JobState.RUNNING, 2, ""), (JobState.PENDING, 2, "quota")]
+        assert (repo.get(ids[1]).started_at, repo.get(ids[1]).attempts) == (at(9), 1)
+
+
+def test_pending_loads_what_the_loop_reads_and_the_rest_on_demand(store: Store, tenancy: Tenancy) -> None:
+    ids = submit(store, tenancy, 2)
+    with store.session() as s:
+        repo = JobRepository(s)
+        first, second = repo.pending()
+        assert (first.id, first.state, first.reason, first.version, first.cancel_requested) == (
+            ids[0], JobState.PENDING, "", 1, False)
+        assert (second.spec, second.submit_time, second.project.name) == (SPEC, at(1), tenancy.project)
+        repo.transition(first.id, first.version, reason="waiting")
+        assert (first.reason, first.version) == ("waiting", 2)
 
 
 def test_bulk_rows_are_written_as_single_ones_are(store: Store, tenancy: Tenancy) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, Table, select, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import CursorResult, Select, Table, Update, bindparam, select, update
+from sqlalchemy.orm import Session, defer, load_only
 from sqlalchemy.orm.attributes import set_committed_value
 
 from kumo.core.errors import InvalidValueError
@@ -261,10 +262,14 @@ class JobRepository(Repository):
         return stmt
 
     def pending(self) -> list[Job]:
-        """Every waiting job, oldest first: what the control loop schedules. Their specs are read
-        when first asked for (the loop reads every waiting job each step to keep its reason
-        current, and decoding thousands of specs it does not look at was most of that)."""
-        stmt = select(Job).options(defer(Job.spec)).where(Job.state == JobState.PENDING).order_by(Job.seq)
+        """Every waiting job, oldest first: what the control loop schedules.
+
+        Only what the loop reads of each — id, state, reason, version, cancellation — is loaded
+        at first; any other attribute is read when first asked for. The loop goes through every
+        waiting job at every step to keep its reason current, and converting thousands of specs
+        and timestamps it does not look at was most of that."""
+        loaded = load_only(Job.id, Job.seq, Job.state, Job.reason, Job.version, Job.cancel_requested)
+        stmt = select(Job).options(loaded).where(Job.state == JobState.PENDING).order_by(Job.seq)
         return list(self.session.scalars(stmt))
 
     def running(self) -> list[Job]:
@@ -297,9 +302,8 @@ class JobRepository(Repository):
         # A Core UPDATE of the table, then the loaded row set to what was written: an ORM UPDATE
         # would match its criteria against every object of the session (the control loop's
         # session holds every active job), which made a step quadratic in the number of jobs.
-        table = cast(Table, Job.__table__)
-        stmt = update(table).where(table.c.id == job_id, table.c.version == expected_version)
-        result = self.session.connection().execute(stmt.values(**values, version=expected_version + 1))
+        params = {**values, "_id": job_id, "_version": expected_version, "_next": expected_version + 1}
+        result = self.session.connection().execute(_update_statement(tuple(sorted(values))), params)
         if cast(CursorResult[Any], result).rowcount != 1:
             self.session.refresh(job)
             raise StaleWriteError("job", job_id, expected_version, job.version)
@@ -438,6 +442,16 @@ class JobRepository(Repository):
         rows = list(self.session.scalars(stmt.order_by(Job.seq).limit(limit + 1)))
         more = len(rows) > limit
         return rows[:limit], encode_cursor(rows[limit - 1].seq) if more else None
+
+
+@functools.cache
+def _update_statement(keys: tuple[str, ...]) -> Update:
+    """``UPDATE jobs SET <keys>, version = :_next WHERE id = :_id AND version = :_version``, built
+    once per set of changed columns (building and keying a statement cost more than running it)."""
+    table = cast(Table, Job.__table__)
+    return (update(table).where(table.c.id == bindparam("_id"), table.c.version == bindparam("_version"))
+            .values({**{key: bindparam(key, type_=table.c[key].type) for key in keys},
+                     "version": bindparam("_next", type_=table.c.version.type)}))
 
 
 def _spec_key(spec: object) -> str | None:
