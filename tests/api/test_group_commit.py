@@ -5,6 +5,7 @@ the transaction holding it has committed."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -14,9 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from kumo.api.routes import jobs as routes
+from kumo.api.schemas import JobSpec
 from kumo.store import AuditEntry, AuditRepository, Job, JobRepository
+from tests.store.conftest import T0
 
-from .conftest import Api
+from .conftest import Api, principal
 
 GOOD = {"project": "sakura", "queue": "h200", "spec": {"gpus": 1, "command": ["true"]}}
 
@@ -155,3 +158,83 @@ def test_a_lone_submission_waits_for_no_one(api: Api) -> None:
     assert time.perf_counter() - started < 5
     gc = api.app.state.group_commit
     assert gc.groups == 1 and gc._queue == [] and gc._writer is None
+
+
+# Bodies the one-pass handler of the submission routes must answer exactly as FastAPI's generic
+# handling does (which a content type other than exactly application/json still gets).
+BODIES = [
+    b'{"project":"sakura","queue":"h200","spec":{"gpus":1,"command":["a\\u00e9"],"env":{"A":"\\u0000"}}}',
+    b'{"project":"tsubame","project":"sakura","queue":"h200","spec":{"gpus":1}}',  # the last key wins
+    b'\xef\xbb\xbf{"project":"sakura","queue":"h200","spec":{"gpus":1}}',
+    '{"project":"sakura","queue":"h200","spec":{"gpus":1}}'.encode("utf-16"),
+    b'{"project":"sakura","queue":"h200","spec":{"gpus":1,"command":["\\ud800"]}}',
+    b'{"project":"sakura","queue":"h200","spec":{"gpus":1,"walltime_estimate_s":NaN}}',
+    b'{"project":"sakura","queue":"h200","spec":{"gpus":1.0}}',
+    b'{"project":"sakura","queue":"h200","spec":{"gpus":1},"array":100001}',
+    b'{"project":"sakura","queue":"h200","spec":{"gpus":1}} x',
+    b'', b'null', b'[]',
+]
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+def test_the_one_pass_handler_answers_as_the_generic_one(shared_api: Api, path: str) -> None:
+    api = shared_api
+    for body in BODIES:
+        if path == "/jobs/batch":
+            body = body.replace(b'"spec":{', b'"specs":[{').replace(b'}}', b'}]}', 1) if b'"spec"' in body else body
+        answers = []
+        for content_type in ("application/json", "application/json; charset=utf-8"):
+            r = api.client.post(f"/api/v1{path}", content=body,
+                                headers={**api.auth("member-sakura"), "content-type": content_type})
+            if r.status_code == 201:
+                [job] = [api.get("admin", f"/jobs/{i}").json() for i in r.json()["ids"][:1]]
+                answers.append((201, job["project"], job["user"], job["spec"]))
+            else:
+                answers.append((r.status_code, r.json()["detail"]))
+        assert answers[0] == answers[1], body
+    r = api.client.post(f"/api/v1{path}", content=b"{}", headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["detail"]) == (401, "missing bearer token: send 'Authorization: Bearer kumo_…'")
+
+
+def test_submissions_waiting_when_the_server_stops_are_answered(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = threading.Event()
+
+    def slow(self: routes.GroupCommit, group: list[routes.Submission]) -> list[Any]:
+        started.set()
+        time.sleep(0.2)
+        return [RuntimeError("not written")] * len(group)
+
+    monkeypatch.setattr(routes.GroupCommit, "write", slow)
+
+    async def run() -> list[BaseException | list[str]]:
+        gc = routes.GroupCommit(api.store, asyncio.get_running_loop())
+        sub = routes.Submission(principal("member-sakura"), "sakura", "h200", JobSpec(gpus=1), 1, T0, None)
+        waiting = [asyncio.ensure_future(gc.submit(sub)) for _ in range(3)]
+        while not started.is_set():
+            await asyncio.sleep(0.005)
+        assert gc._writer is not None
+        gc._writer.cancel()  # as when the server shuts down
+        return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    answers = asyncio.run(run())
+    assert all(isinstance(a, RuntimeError) and "stopped" in str(a) for a in answers), answers
+
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/jobs/batch"])
+def test_the_submission_routes_take_the_one_pass_handler(api: Api, path: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = routes.get_principal
+
+    async def counted(request: Any, credentials: Any) -> Any:
+        calls.append(request.headers["content-type"])
+        return await real(request, credentials)
+
+    monkeypatch.setattr(routes, "get_principal", counted)  # only the one-pass handler looks it up here
+    body = GOOD if path == "/jobs" else {"project": "sakura", "queue": "h200", "specs": [GOOD["spec"]]}
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        r = api.client.post(f"/api/v1{path}", json=body, headers={**api.auth("member-sakura"),
+                                                                   "content-type": content_type})
+        assert r.status_code == 201, r.text
+    assert calls == ["application/json"]
