@@ -65,6 +65,8 @@ class LocalRayCluster:
         self.base = _free_block(PORTS_PER_NODE * max_nodes)
         self.gcs_port = self.base
         self.address = f"{HOST}:{self.gcs_port}"
+        self.client_port = self.base + 7  # Ray Client's server on the head: free in the head's block
+        self.client_address = f"ray://{HOST}:{self.client_port}"
         self.nodes: list[RayNodeProc] = []
         self.env = {
             **os.environ,
@@ -99,7 +101,8 @@ class LocalRayCluster:
 
     def start_head(self) -> RayNodeProc:
         return self._start("head", ["--head", "--port", str(self.gcs_port), "--num-cpus", "0", "--num-gpus", "0",
-                                    "--include-dashboard=false", "--temp-dir", str(self.temp_dir)])
+                                    "--include-dashboard=false", "--temp-dir", str(self.temp_dir),
+                                    "--ray-client-server-port", str(self.client_port)])
 
     def add_node(self, name: str, gpus: int, labels: dict[str, str] | None = None) -> RayNodeProc:
         label_args = ["--labels", ",".join(f"{k}={v}" for k, v in labels.items())] if labels else []

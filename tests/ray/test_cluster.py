@@ -33,6 +33,9 @@ from kumo.executors.ray import RayExecutor, connect
 from kumo.sdk import Client
 from kumo.store import JobRepository, NodeRepository, TenancyRepository
 from kumo.store.models import AttemptOutcome, JobState
+from tests.e2e._server import Server, wait_state
+from tests.e2e._server import api as e2e_api
+from tests.e2e._server import submit as e2e_submit
 from tests.ray._cluster import HOST, LocalRayCluster
 
 pytestmark = pytest.mark.ray
@@ -332,3 +335,33 @@ def _jobs(p: Platform) -> list[Any]:
 def _node_names(p: Platform) -> set[str]:
     with p.store.session(readonly=True) as s:
         return {n.name for n in NodeRepository(s).list() if n.state is NodeState.UP}
+
+
+def test_a_ray_client_address_runs_jobs_from_a_real_kumo_up(cluster: LocalRayCluster, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kumo up --executor ray --ray-address ray://HOST:PORT``: kumo attached through Ray Client (the
+    way to reach a cluster from outside it, e.g. a KubeRay head's port 10001) registers the labelled
+    nodes, runs a gang of two on them and serves the workers' logs."""
+    monkeypatch.setenv("KUMO_RAY_NAMESPACE", "kumo-ray-client")  # not the other installations' actors
+    server = Server(tmp_path / "data", extra=("--executor", "ray", "--ray-address", cluster.client_address))
+    try:
+        assert server.token is not None
+        assert not [line for line in server.output if "not available" in line], server.log()
+        for path, body in [("/programmes", {"name": "geniac"}),
+                           ("/projects", {"name": "sakura", "programme": "geniac"}),
+                           ("/queues", {"name": "q", "quota": {"gpu.h200": {"nominal": 64}}})]:
+            r = e2e_api(server, server.token, "POST", path, json=body)
+            assert r.status_code == 201, r.text
+        code = "import os; print('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])"
+        job_id = e2e_submit(server, server.token, {"command": [PY, "-c", code], "workers": 2, "gpus": 8,
+                                                    "gpu_models": ["h200"]}, project="sakura", queue="q")
+        done = wait_state(server, server.token, job_id, {"succeeded", "failed"}, timeout_s=120)
+        assert done["state"] == "succeeded", (done, server.log())
+        r = e2e_api(server, server.token, "GET", "/nodes")
+        up = {n["name"] for n in r.json() if n["state"] == "up" and not n["cordoned"]}
+        assert up == {"n1", "n3"}, r.json()  # the labelled live Ray nodes; the demo's local nodes cordoned
+        for rank in (0, 1):
+            r = e2e_api(server, server.token, "GET", f"/jobs/{job_id}/logs", params={"rank": rank})
+            assert (r.status_code, r.text) == (200, f"rank {rank} of 2\n")
+    finally:
+        server.kill()
