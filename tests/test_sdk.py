@@ -183,7 +183,9 @@ def test_grants_requests_and_reports(api: Api) -> None:
     assert pam.approve(asked["id"], "go ahead")["grant"]["status"] == "active"
     grant_id = asked["grant_id"]
     topup = mo.request_topup(grant_id, Decimal("0.5"), comment="a little more")
-    renewal = mo.request_renewal(grant_id, datetime(2025, 6, 1, tzinfo=UTC))
+    renewal = mo.request_renewal(grant_id, datetime(2025, 6, 1, tzinfo=UTC), amount=Decimal("1000"))
+    assert (renewal["kind"], renewal["new_end"], renewal["amount"]) == (
+        "renewal", "2025-06-01T00:00:00Z", "1000.000000")
     assert pam.approve(topup["id"])["grant"]["amount"] == "3000000.500000"
     assert pam.deny(renewal["id"], "not yet")["status"] == "denied"
     assert [(g["id"], g["status"]) for g in mo.grants()] == [(grant_id, "active")]

@@ -280,9 +280,12 @@ class Client:
         result: dict[str, Any] = self._json("POST", "/grant-requests", json=body)
         return result
 
-    def request_renewal(self, grant_id: int, new_end: datetime | date | str, comment: str = "") -> dict[str, Any]:
-        """Ask for the grant to end later, at ``new_end``."""
-        body = {"kind": "renewal", "grant_id": grant_id, "new_end": _when(new_end), "comment": comment}
+    def request_renewal(self, grant_id: int, new_end: datetime | date | str, comment: str = "",
+                        amount: Decimal | int | str | None = None) -> dict[str, Any]:
+        """Ask for the grant to end later, at ``new_end``, and with ``amount`` for that much more."""
+        body: dict[str, Any] = {"kind": "renewal", "grant_id": grant_id, "new_end": _when(new_end), "comment": comment}
+        if amount is not None:
+            body["amount"] = _money(amount)
         result: dict[str, Any] = self._json("POST", "/grant-requests", json=body)
         return result
 

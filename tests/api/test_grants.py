@@ -306,6 +306,15 @@ def test_the_request_workflow_end_to_end(api: Api) -> None:
     assert [(r["kind"], r["status"]) for r in grant["requests"]] == [
         ("new", "approved"), ("renewal", "approved"), ("topup", "approved")]
 
+    # a renewal with an amount: the next period, with more to spend in it
+    longer = api.post("member-sakura", "/grant-requests", json={
+        "kind": "renewal", "grant_id": grant_id, "new_end": "2025-07-01T00:00:00Z", "amount": "1000000"})
+    assert longer.status_code == 201, longer.text
+    assert (longer.json()["new_end"], longer.json()["amount"]) == ("2025-07-01T00:00:00Z", "1000000.000000")
+    assert api.post("pm-geniac", f"/grant-requests/{longer.json()['id']}/approve").status_code == 200
+    grant = api.get("viewer", f"/grants/{grant_id}").json()
+    assert (grant["end"], grant["amount"]) == ("2025-07-01T00:00:00Z", "4500000.500000")
+
     # nobody approves their own request, whatever their role
     own = api.post("pm-geniac", "/grant-requests", json={"kind": "topup", "grant_id": grant_id, "amount": "1"})
     assert own.status_code == 201, own.text
@@ -318,7 +327,7 @@ def test_the_request_workflow_end_to_end(api: Api) -> None:
     assert refused(api, 422, "admin", "POST", f"/grant-requests/{own_id}/deny", json={}).startswith("body.comment")
     denied = api.post("admin", f"/grant-requests/{own_id}/deny", json={"comment": "ask the board"})
     assert (denied.status_code, denied.json()["status"]) == (200, "denied")
-    assert api.get("pm-geniac", f"/grants/{grant_id}").json()["amount"] == "3500000.500000"
+    assert api.get("pm-geniac", f"/grants/{grant_id}").json()["amount"] == "4500000.500000"  # the denied one added 0
 
     # a denied new grant stays denied
     second = api.post("member-sakura", "/grant-requests", json={"kind": "new", "project": "sakura", **TERMS}).json()
@@ -329,6 +338,7 @@ def test_the_request_workflow_end_to_end(api: Api) -> None:
         ("mo", "grants.request", "grant-request/1"), ("pam", "grants.approve", "grant-request/1"),
         ("mo", "grants.request", "grant-request/2"), ("mo", "grants.request", "grant-request/3"),
         ("pam", "grants.approve", "grant-request/2"), ("ada", "grants.approve", "grant-request/3"),
+        ("mo", "grants.request", "grant-request/4"), ("pam", "grants.approve", "grant-request/4"),
         ("pam", "grants.request", f"grant-request/{own_id}"), ("ada", "grants.deny", f"grant-request/{own_id}"),
         ("mo", "grants.request", f"grant-request/{second['id']}"),
         ("pam", "grants.deny", f"grant-request/{second['id']}"),
@@ -354,8 +364,10 @@ def test_bad_requests_write_nothing(api: Api) -> None:
         (422, "member-sakura", {"kind": "extend", "grant_id": grant}, "body: Input tag 'extend' found using 'kind'"),
         (422, "member-sakura", {"kind": "renewal", "grant_id": grant, "new_end": "2025-04-15T00:00:00Z"},
          "renewal: new end 2025-04-15 00:00:00+00:00 is not after the grant's end 2025-05-01 00:00:00+00:00"),
-        (422, "member-sakura", {"kind": "renewal", "grant_id": grant, "amount": "5", "new_end": "2025-06-01T00:00:00Z"},
-         "body.renewal.amount: Extra inputs are not permitted"),
+        (422, "member-sakura", {"kind": "renewal", "grant_id": grant, "amount": "0", "new_end": "2025-06-01T00:00:00Z"},
+         "body.renewal.amount"),
+        (422, "member-sakura", {"kind": "renewal", "grant_id": grant, "amount": "5", "new_end": "2025-06-01T00:00:00Z",
+                                "until": "2025-07-01T00:00:00Z"}, "body.renewal.until: Extra inputs are not permitted"),
         (422, "member-sakura", {"kind": "topup", "grant_id": grant, "amount": "-5"}, "body.topup.amount"),
         (422, "member-sakura", {"kind": "topup", "grant_id": grant}, "body.topup.amount: Field required"),
         (404, "member-sakura", {"kind": "topup", "grant_id": 99, "amount": "5"}, "grant 99 not found"),

@@ -120,20 +120,24 @@ def test_the_request_workflow(api: Api, tmp_path: Path) -> None:
     # the spellings the held-job sentences use
     assert ok(kumo(api, "member-sakura", "grants", "topup", "1", "--amount", "500000", "--comment", "more")) == (
         "request 2 (topup, grant 1) waits for a programme manager of geniac: kumo grants approve 2\n")
-    assert ok(kumo(api, "member-sakura", "grants", "renew", "1", "--until", "2025-06-01")).startswith(
-        "request 3 (renewal, grant 1) waits")
+    assert ok(kumo(api, "member-sakura", "grants", "renew", "1", "--until", "2025-06-01",
+                   "--amount", "1,000")).startswith("request 3 (renewal, grant 1) waits")
+    assert one_line_error(kumo(api, "member-sakura", "grants", "renew", "1", "--until", "2025-06-01",
+                               "--amount", "lots")) == "error: --amount: 'lots' is not a number"
     assert [r["id"] for r in as_json(kumo(api, "pm-geniac", "grants", "requests", "--status", "requested",
                                           "--json"))] == [2, 3]
+    assert [row[4] for row in table_rows(ok(kumo(api, "pm-geniac", "grants", "requests", "--status", "requested")))
+            ] == ["+500,000 JPY", "until 2025-06-01, +1,000 JPY"]
     ok(kumo(api, "pm-geniac", "grants", "approve", "2"))
     ok(kumo(api, "admin", "grants", "approve", "3"))
     shown = as_json(kumo(api, "member-sakura", "grants", "show", "1", "--json"))
-    assert (shown["amount"], shown["end"], shown["status"]) == ("3500000.000000", "2025-06-01T00:00:00Z", "active")
+    assert (shown["amount"], shown["end"], shown["status"]) == ("3501000.000000", "2025-06-01T00:00:00Z", "active")
     assert [p["day"] for p in shown["burndown"]] == ["2025-04-01"]  # the clock stands at April 1, 11:00
 
     plot = tmp_path / "burn.png"
     text = ok(kumo(api, "member-sakura", "grants", "show", "1", "--plot", str(plot)))
     assert plot.read_bytes().startswith(PNG_SIGNATURE)
-    assert ["amount", "3,500,000 JPY"] in table_rows(text) and ["used", "0 JPY (0.0%)"] in table_rows(text)
+    assert ["amount", "3,501,000 JPY"] in table_rows(text) and ["used", "0 JPY (0.0%)"] in table_rows(text)
     assert "burn-down: 1 days, 0 JPY used of " in text
     assert text.splitlines()[-1].startswith("forecast: burning 0 JPY/day over the last 7 days; projected 0 JPY by")
     assert text.splitlines()[-1].endswith("warning: under-spend (below 90% of the amount by the end)")
@@ -144,7 +148,7 @@ def test_the_request_workflow(api: Api, tmp_path: Path) -> None:
         "error: 'pam' may not approve their own grant request 4: another programme manager of 'geniac' or an admin "
         "must decide it (HTTP 403)")
     assert ok(kumo(api, "admin", "grants", "deny", "4", "--comment", "ask the board")) == (
-        "request 4 denied; grant 1 is active: 3,500,000 JPY, 2025-04-01 to 2025-06-01\n")
+        "request 4 denied; grant 1 is active: 3,501,000 JPY, 2025-04-01 to 2025-06-01\n")
     assert ok(kumo(api, "admin", "audit", "verify")) == "audit log ok\n"
 
 

@@ -212,6 +212,8 @@ def test_renewal_and_top_up(setup: Store, tenancy: Tenancy) -> None:
             repo.request_renewal(grant.id, at(30), requested_by=tenancy.user, now=at(2))
         with pytest.raises(InvalidValueError, match="must be positive"):
             repo.request_topup(grant.id, -100, requested_by=tenancy.user, now=at(2))
+        with pytest.raises(InvalidValueError, match=r"renewal amount.*must be positive"):
+            repo.request_renewal(grant.id, at(61), amount=0, requested_by=tenancy.user, now=at(2))
         renewal = repo.request_renewal(grant.id, at(61), requested_by=tenancy.user, now=at(2))
         topup = repo.request_topup(grant.id, "250.5", requested_by=tenancy.other_user, now=at(2))
     assert count(setup, GrantRequest) == 2
@@ -221,6 +223,12 @@ def test_renewal_and_top_up(setup: Store, tenancy: Tenancy) -> None:
         repo.approve(topup.id, decided_by=tenancy.user, now=at(3))  # anyone but the requester (roles: the API's job)
         grant = repo.get_grant(grant.id)
         assert (grant.end, grant.amount, grant.version) == (at(61), Decimal("1250.5"), 3)
+        # a renewal that also asks for more: the end moves and the amount grows, in one change
+        longer = repo.request_renewal(grant.id, at(91), amount="500", requested_by=tenancy.user, now=at(4))
+        assert (longer.new_end, longer.amount) == (at(91), Decimal("500"))
+        repo.approve(longer.id, decided_by="pam", now=at(5))
+        grant = repo.get_grant(grant.id)
+        assert (grant.end, grant.amount, grant.version) == (at(91), Decimal("1750.5"), 4)
 
 
 # --------------------------------------------------------------------------- metering

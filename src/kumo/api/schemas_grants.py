@@ -220,11 +220,13 @@ class NewGrantRequest(Input):
 
 
 class RenewalRequest(Input):
-    """The grant to end later, at ``new_end``."""
+    """The grant to end later, at ``new_end``, and with ``amount`` (optional) that much more for the
+    longer period, in the grant's currency or GPU-hours."""
 
     kind: Literal["renewal"]
     grant_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
     new_end: Instant
+    amount: Money | None = None
     comment: Comment = ""
 
 

@@ -4,7 +4,7 @@
     kumo grants show ID [--plot burndown.png]
     kumo grants create --project P --amount A --unit JPY|USD|gpu_hours --start DATE --end DATE [--flavor F ...]
     kumo grants request --project P --amount A --unit U --start DATE --end DATE [--comment C]
-    kumo grants topup ID --amount A [--comment C] | kumo grants renew ID --until DATE [--comment C]
+    kumo grants topup ID --amount A [--comment C] | kumo grants renew ID --until DATE [--amount A] [--comment C]
     kumo grants requests [--status requested] | kumo grants approve REQ [--comment C] | kumo grants deny REQ --comment C
     kumo grants revoke ID [--comment C]
     kumo ratecard show | kumo ratecard add --file version.yaml [--close-previous]
@@ -132,7 +132,8 @@ def _request_rows(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         elif r["kind"] == "topup":
             what = f"+{money(r['amount'], grant['currency'])}"
         else:
-            what = f"until {_day(r['new_end'])}"
+            more = f", +{money(r['amount'], grant['currency'])}" if r["amount"] else ""
+            what = f"until {_day(r['new_end'])}{more}"
         rows.append((r["id"], r["kind"], r["grant_id"], r["project"], what, r["requested_by"], r["status"],
                      r["decided_by"] or "", r["comment"], r["decision_comment"]))
     return rows
@@ -288,15 +289,19 @@ def topup(
 def renew(
     grant_id: GrantIdArg,
     until: Annotated[str, typer.Option("--until", help="The new end (a date: midnight UTC).", show_default=False)],
+    amount_: Annotated[str | None, typer.Option(
+        "--amount", help="Also this much more for the longer period (in the grant's currency or GPU-hours).",
+        show_default=False)] = None,
     comment: CommentOpt = "",
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ask for a grant to end later."""
+    """Ask for a grant to end later (and, with --amount, for more to spend by then)."""
     new_end = instant(until, "--until")
+    value = None if amount_ is None else amount(amount_)
     with _session(url, token) as client:
-        asked = client.request_renewal(grant_id, new_end, comment=comment)
+        asked = client.request_renewal(grant_id, new_end, comment=comment, amount=value)
     _requested(asked, as_json)
 
 

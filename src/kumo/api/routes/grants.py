@@ -367,7 +367,8 @@ def create_request(
     else:
         grant = readable_grant(session, who, body.grant_id, "grants.request")
         if isinstance(body, RenewalRequest):
-            request = repo.request_renewal(grant.id, body.new_end, requested_by=who.user, now=now, comment=body.comment)
+            request = repo.request_renewal(grant.id, body.new_end, requested_by=who.user, now=now, comment=body.comment,
+                                           amount=body.amount)
         else:
             request = repo.request_topup(grant.id, body.amount, requested_by=who.user, now=now, comment=body.comment)
     audit(session, who, "grants.request", f"grant-request/{request.id}", now=now, remote_addr=addr,
@@ -414,7 +415,8 @@ def approve_request(
     body: Decision | None = None,
 ) -> GrantRequestPublic:  # fmt: skip
     """Grant it (a programme manager of the grant's programme, or an admin; never one's own request):
-    a new grant becomes active, a renewal moves the end, a top-up adds to the amount."""
+    a new grant becomes active, a renewal moves the end (and adds its amount, if any), a top-up adds to
+    the amount."""
     return _decide(session, who, request_id, "approve", "" if body is None else body.comment, now, addr)
 
 

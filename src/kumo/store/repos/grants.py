@@ -398,14 +398,18 @@ class GrantRepository(Repository):
         return self._new_request(grant, RequestKind.NEW, grant.amount, None, requested_by, now, comment)
 
     def request_renewal(
-        self, grant_id: int, new_end: datetime, *, requested_by: User | str, now: datetime, comment: str = ""
-    ) -> GrantRequest:
-        """Ask for the grant to end later, at ``new_end`` (``InvalidValueError`` if not after its end)."""
+        self, grant_id: int, new_end: datetime, *, requested_by: User | str, now: datetime, comment: str = "",
+        amount: Decimal | int | str | None = None,
+    ) -> GrantRequest:  # fmt: skip
+        """Ask for the grant to end later, at ``new_end`` (``InvalidValueError`` if not after its end),
+        and, with ``amount``, for that much more for the longer period (in the grant's currency or
+        GPU-hours; positive) — the next year of a multi-year grant, say."""
+        value = None if amount is None else _positive_money(amount, "renewal amount")
         grant = self._open_grant(grant_id)
         end = as_utc(new_end, "new_end")
         if end <= grant.end:
             raise InvalidValueError("renewal", f"new end {end} is not after the grant's end {grant.end}")
-        return self._new_request(grant, RequestKind.RENEWAL, None, end, requested_by, now, comment)
+        return self._new_request(grant, RequestKind.RENEWAL, value, end, requested_by, now, comment)
 
     def request_topup(
         self, grant_id: int, amount: Decimal | int | str, *, requested_by: User | str, now: datetime,
@@ -466,8 +470,9 @@ class GrantRepository(Repository):
         return list(self.session.scalars(stmt.order_by(GrantRequest.id)))
 
     def approve(self, request_id: int, *, decided_by: User | str, now: datetime, comment: str = "") -> GrantRequest:
-        """Grant the request: a new grant becomes active, a renewal moves the end, a top-up adds
-        to the amount; the grant's status is then brought up to date at ``now``.
+        """Grant the request: a new grant becomes active, a renewal moves the end (and adds its
+        amount, if it asked for one), a top-up adds to the amount; the grant's status is then
+        brought up to date at ``now``.
 
         ``ForbiddenError`` if ``decided_by`` made the request; ``ConflictError`` if it was decided
         already, or a renewal no longer extends the grant. Nothing is written then.
@@ -485,6 +490,8 @@ class GrantRepository(Repository):
                 if request.new_end <= grant.end:
                     raise ConflictError(f"grant {grant.id} already ends at {grant.end}, not before {request.new_end}")
                 changes["end"] = request.new_end
+                if request.amount is not None:
+                    changes["amount"] = grant.amount + request.amount
             else:
                 assert request.amount is not None
                 changes["amount"] = grant.amount + request.amount
