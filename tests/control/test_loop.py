@@ -13,7 +13,7 @@ import pytest
 
 from kumo.control.loop import Controller
 from kumo.core import Profile
-from kumo.executors import GpuInventory, LocalExecutor
+from kumo.executors import EventKind, ExecutorEvent, GpuInventory, LocalExecutor
 from kumo.store import JobRepository, NodeRepository, Store, TenancyRepository
 from kumo.store.errors import FencedError
 from kumo.store.models import AttemptOutcome, JobState
@@ -181,6 +181,49 @@ def test_restart_adopts_running_work_and_runs_nothing_twice(store: Store, tmp_pa
         assert (attempt.outcome, attempt.exit_code) == (AttemptOutcome.SUCCEEDED, 0)
     assert "adopted" in kinds
     assert marker.read_text() == "x"  # it ran once
+
+
+def test_an_adopted_attempt_its_executor_reports_lost_runs_again(store: Store, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lost`` means the job may run again, adopted or not: the Ray executor reports an adopted
+    attempt whose node died as ``lost`` when the job's restart policy says so (an attempt that may
+    have run to its end is reported ``failed`` instead, by the executor that knows)."""
+    first = controller(store, executor(tmp_path), tmp_path, holder="first", ttl_s=1.0)
+    jid = submit(store, "import time; time.sleep(60)")
+    until(first, lambda: first.executor.running().get(jid) == 1)
+    ex = executor(tmp_path)
+    second = controller(store, ex, tmp_path, holder="second", ttl_s=1.0)
+    until(second, lambda: "adopted" in events_of(store, jid))
+    real_poll = ex.poll
+    reported: list[ExecutorEvent] = []
+
+    def poll() -> list[ExecutorEvent]:
+        if reported:
+            return real_poll()
+        # its node is lost, as the Ray executor reports it: the workers are gone (here: stopped, and
+        # the stop's own event dropped) and the attempt ends lost
+        ex.stop(jid, "node lost", 0.0)
+        events: list[ExecutorEvent] = []
+        deadline = time.monotonic() + 10
+        while jid in ex.running():
+            assert time.monotonic() < deadline, "the stopped workers never ended"
+            events += [e for e in real_poll() if e.job_id != jid]
+            time.sleep(0.02)
+        reported.append(ExecutorEvent(jid, 1, EventKind.LOST, time.monotonic(), None, "node local-0 was lost"))
+        return [*events, reported[0]]
+
+    monkeypatch.setattr(ex, "poll", poll)
+    until(second, lambda: job_state(store, jid)[1] == 2)  # it runs again, as attempt 2
+    with store.session(readonly=True) as s:
+        first_attempt = JobRepository(s).attempts(jid)[0]
+        assert (first_attempt.outcome, first_attempt.exit_code) == (AttemptOutcome.LOST, None)
+    assert "lost" in events_of(store, jid)
+    ex.shutdown(grace_s=0.1)
+
+
+def events_of(store: Store, job_id: str) -> list[str]:
+    with store.session(readonly=True) as s:
+        return [e.kind for e in JobRepository(s).events(job_id)]
 
 
 def test_a_job_that_ended_while_no_controller_ran_keeps_its_recorded_outcome(store: Store, tmp_path: Path) -> None:

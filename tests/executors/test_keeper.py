@@ -344,8 +344,10 @@ def test_walltime_is_enforced_on_an_adopted_attempt(tmp_path: Path, inventory: G
         first.shutdown(grace_s=0.1)
 
 
-def test_a_version_1_state_file_is_adopted_and_ends_lost(tmp_path: Path, inventory: GpuInventory) -> None:
-    """Workers started before keepers existed: adopted as before, their exit status unknown."""
+def test_a_version_1_state_file_is_adopted_and_fails_with_its_exit_status_unknown(
+        tmp_path: Path, inventory: GpuInventory) -> None:
+    """Workers started before keepers existed: adopted as before, their exit status unknown. Such an
+    attempt may have run to its end, so it fails (it is never run a second time)."""
     go = tmp_path / "go"
     worker = subprocess.Popen(py(gated(go, "sys.exit(0)")), stdout=subprocess.PIPE, start_new_session=True)
     try:
@@ -362,9 +364,9 @@ def test_a_version_1_state_file_is_adopted_and_ends_lost(tmp_path: Path, invento
         assert (found.job_id, found.pids, found.alive) == ("old", (worker.pid,), True)
         ex.adopt(found)
         go.touch()
-        lost = last(wait_for(ex, "old", timeout_s=TIMEOUT_S), "old")
-        assert (lost.kind, lost.exit_code, lost.exit_codes) == (EventKind.LOST, None, (None,))
-        assert lost.message.startswith("exit status unknown")
+        ended = last(wait_for(ex, "old", timeout_s=TIMEOUT_S), "old")
+        assert (ended.kind, ended.exit_code, ended.exit_codes) == (EventKind.FAILED, None, (None,))
+        assert ended.message.startswith("exit status unknown: the processes were adopted")
         assert list(state.iterdir()) == []
     finally:
         worker.kill()
@@ -444,10 +446,10 @@ def isolated(script: str, tmp_path: Path) -> dict[str, Any]:
     return result
 
 
-def test_an_adopted_worker_whose_keeper_was_killed_hard_ends_lost_once_its_command_ends(tmp_path: Path) -> None:
+def test_an_adopted_worker_whose_keeper_was_killed_hard_fails_once_its_command_ends(tmp_path: Path) -> None:
     result = isolated(HARD_KILLED_KEEPER, tmp_path)
     assert (result["early"], result["alive"]) == ([], True)  # its command, orphaned, still ran
-    assert (result["kind"], result["exit_code"], result["ended"]) == ("lost", None, True)
+    assert (result["kind"], result["exit_code"], result["ended"]) == ("failed", None, True)
     assert result["message"].startswith("exit status unknown")
 
 

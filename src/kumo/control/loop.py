@@ -87,7 +87,6 @@ class Controller:
         self.token: int | None = None
         self._launches: dict[str, _Launch] = {}
         self._stopping: set[str] = set()
-        self._adopted: set[tuple[str, int]] = set()  # attempts found running after a restart
 
     # ------------------------------------------------------------------ one pass
     def step(self) -> Step:
@@ -146,7 +145,6 @@ class Controller:
             for job in jobs.running():
                 if live.get(job.id) == job.attempts:
                     jobs.add_event(job.id, "adopted", f"attempt {job.attempts} still runs", now=now)
-                    self._adopted.add((job.id, job.attempts))
                     continue
                 self._end(jobs, job, AttemptOutcome.LOST, now,
                           reason="lost: the controller restarted and no process of this attempt was running")
@@ -175,12 +173,9 @@ class Controller:
         self._stopping.discard(job.id)
         if ev.kind is EventKind.STOPPED:
             outcome = AttemptOutcome.CANCELLED if job.cancel_requested else AttemptOutcome.LOST
-        elif ev.kind is EventKind.LOST and (job.id, ev.attempt) in self._adopted:
-            # it ran to its end while adopted, exit status unknown: never run it a second time
-            outcome = AttemptOutcome.FAILED
-        else:
+        else:  # lost: the job may run again (an executor reports an attempt that may have run to its end,
+            # exit status unknown, as failed; the Ray executor a lost node by the job's restart policy)
             outcome = _OUTCOME[ev.kind]
-        self._adopted.discard((job.id, ev.attempt))
         reason = ev.message if outcome is not AttemptOutcome.SUCCEEDED else ""
         if outcome is AttemptOutcome.CANCELLED:
             reason = "cancelled"

@@ -41,7 +41,7 @@ class EventKind(StrEnum):
     FAILED = "failed"  # a worker exited non-zero or could not start; the others were stopped
     STOPPED = "stopped"  # after a stop request (cancel or preemption)
     WALLTIME = "walltime"  # killed for running past walltime_limit_s
-    LOST = "lost"  # the processes are gone and their exit status is unknown
+    LOST = "lost"  # the workers are gone (a lost node, say) and the job may run again
 
     @property
     def terminal(self) -> bool:

@@ -186,7 +186,8 @@ class LocalExecutor:
         """Track a recovered attempt: ``poll()`` enforces its walltime and reports its end with the
         exit codes its keepers wrote to their exit files, as for an attempt it launched. Where an
         exit file is missing (a keeper killed hard; a version-1 state file: no keepers) the
-        attempt ends ``lost`` (exit status unknown), unless it was stopped or a worker failed."""
+        attempt ends ``failed`` with exit code None ("exit status unknown": it may have run to its
+        end, so it must not run again), unless it was stopped or a worker failed."""
         if recovered.job_id in self._attempts:
             raise ExecutorError(f"job {recovered.job_id!r} already has a running attempt")
         state = _read_state(recovered.state_file)
@@ -261,16 +262,18 @@ class LocalExecutor:
     def _finish(self, att: _Attempt, now: float) -> None:
         codes = tuple(w.exit_code for w in att.workers)
         known = all(c is not None for c in codes)
-        kind = att.ending or (EventKind.SUCCEEDED if known else EventKind.LOST)
+        # An adopted attempt that ended without recording its exit status may have run to its end:
+        # it fails (exit code None) rather than ends lost, so that it never runs a second time.
+        kind = att.ending or (EventKind.SUCCEEDED if known else EventKind.FAILED if att.adopted else EventKind.LOST)
         code: int | None = None
         message = att.message
         if kind is EventKind.SUCCEEDED:
             code, message = 0, f"all {att.world} workers exited 0"
+        elif not known and att.ending is None:
+            message = ("exit status unknown: the processes were adopted after a restart and ended"
+                       " without recording it" if att.adopted else "exit status unknown")
         elif kind is EventKind.FAILED:
             code = att.failed_code
-        elif kind is EventKind.LOST:
-            message = ("exit status unknown: the processes were adopted after a restart and ended"
-                       " without recording it")
         else:  # stopped, walltime: the first non-zero code by rank, else 0 (None: some are unknown)
             code = next((c for c in codes if c), 0 if known else None)
         if not att.adopted:
