@@ -133,4 +133,3 @@ def controller(database: DatabaseOpt = None, data_dir: DataDirOpt = None, lease_
     finally:
         loop.stop()
         platform.store.dispose()
-

@@ -250,14 +250,11 @@ def write_submissions(session: Session, group: Sequence[Submission],
     """Check every submission (authorization, names, specs), then write those that passed and
     their audit entries. A refusal is returned in its place, having written nothing."""
     jobs = JobRepository(session, known=known)
-    programmes: dict[str, str] = {}
     outcomes: list[list[str] | BaseException] = []
     checked: list[tuple[int, Submission, dict[str, Any] | None, CheckedSubmission]] = []
     for i, sub in enumerate(group):
         try:
-            if sub.project not in programmes:
-                programmes[sub.project] = jobs.project_scope(sub.project)[1]
-            require(sub.who, "jobs.submit", programmes[sub.project], sub.project)
+            require(sub.who, "jobs.submit", jobs.project_scope(sub.project)[1], sub.project)
             if isinstance(sub.spec, JobSpec):
                 spec = sub.spec.stored()
                 specs = [spec] * sub.copies

@@ -8,8 +8,8 @@ column's own bind processor, and hands the driver the statement SQLAlchemy compi
 dialect (compiled once per table and dialect). The result is byte for byte what an ordinary
 insert would write.
 
-:func:`allocate` is ``_common.bump_counter`` as a Core statement: the ORM's bulk-update machinery
-costs about a millisecond per call, which a group of submissions pays twice.
+:func:`allocate` takes numbers from a counter with a Core statement: the ORM's bulk-update
+machinery costs about a millisecond per call, which a group of submissions pays twice.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ _ALLOCATE = (update(_COUNTERS).where(_COUNTERS.c.name == bindparam("counter"))
 
 
 def allocate(session: Session, counter: str, n: int) -> int:
-    """Add ``n`` to ``counter`` and return the first of the ``n`` numbers taken (the row stays
-    locked until the transaction ends, as with ``bump_counter``)."""
+    """Add ``n`` to ``counter`` and return the first of the ``n`` numbers taken. The row stays
+    locked (on PostgreSQL; SQLite's write lock covers the whole transaction) until the transaction
+    ends, so numbers are taken in commit order."""
     value = session.connection().execute(_ALLOCATE, {"counter": counter, "n": n}).scalar_one_or_none()
     if value is None:
         raise NotFoundError("counter", counter)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kumo.core.errors import InvalidValueError
 from kumo.store.errors import ConflictError, NotFoundError
-from kumo.store.models import Base, Counter
+from kumo.store.models import Base
 
 M = TypeVar("M", bound=Base)
 
@@ -51,16 +51,6 @@ def add_unique(session: Session, row: M, what: str) -> M:
     except IntegrityError as exc:
         raise ConflictError(f"{what} already exists") from exc
     return row
-
-
-def bump_counter(session: Session, name: str, by: int = 1) -> int:
-    """Add ``by`` to a counter and return its new value. The row stays locked (on PostgreSQL;
-    SQLite's write lock covers the whole transaction) until the transaction ends."""
-    stmt = update(Counter).where(Counter.name == name).values(value=Counter.value + by).returning(Counter.value)
-    value = session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()
-    if value is None:
-        raise NotFoundError("counter", name)
-    return value
 
 
 def check_text(where: str, value: object, max_len: int) -> str:

@@ -23,7 +23,7 @@ from kumo.core.errors import InvalidValueError
 from kumo.store.columns import as_utc
 from kumo.store.models import AuditEntry, Counter
 from kumo.store.repos._bulk import allocate, insert_rows
-from kumo.store.repos._common import Repository, bump_counter, check_text
+from kumo.store.repos._common import Repository, check_text
 
 GENESIS = "0" * 64
 
@@ -41,6 +41,15 @@ def entry_hash(
         "target": target, "remote_addr": remote_addr, "data": data,
     }  # fmt: skip
     return hashlib.sha256((prev_hash + canonical_json(body)).encode()).hexdigest()
+
+
+def _checked(e: NewEntry) -> dict[str, Any]:
+    """The entry's columns but ``seq`` and the hashes, each checked (``InvalidValueError`` if not right)."""
+    return {
+        "at": as_utc(e.now, "now"), "actor": check_text("actor", e.actor, 255),
+        "action": check_text("action", e.action, 128), "target": check_text("target", e.target, 255),
+        "remote_addr": _remote_addr(e.remote_addr), "data": _json_data(e.data),
+    }  # fmt: skip
 
 
 def _hash_of(entry: AuditEntry) -> str:
@@ -90,11 +99,8 @@ class AuditRepository(Repository):
 
         Every argument is checked before ``seq`` is taken, so a refused entry leaves no gap.
         """
-        entry = AuditEntry(
-            at=as_utc(now, "now"), actor=check_text("actor", actor, 255), action=check_text("action", action, 128),
-            target=check_text("target", target, 255), remote_addr=_remote_addr(remote_addr), data=_json_data(data),
-        )  # fmt: skip
-        entry.seq = bump_counter(self.session, "audit_log")  # waits for any other appender to commit
+        entry = AuditEntry(**_checked(NewEntry(actor, action, target, now, remote_addr, data)))
+        entry.seq = allocate(self.session, "audit_log", 1)  # waits for any other appender to commit
         last = select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
         entry.prev_hash = self.session.scalar(last) or GENESIS
         entry.hash = _hash_of(entry)
@@ -109,12 +115,7 @@ class AuditRepository(Repository):
         Every entry is checked before any ``seq`` is taken, so a refused one leaves no gap and
         appends nothing.
         """
-        rows: list[dict[str, Any]] = [
-            {"at": as_utc(e.now, "now"), "actor": check_text("actor", e.actor, 255),
-             "action": check_text("action", e.action, 128), "target": check_text("target", e.target, 255),
-             "remote_addr": _remote_addr(e.remote_addr), "data": _json_data(e.data)}
-            for e in entries
-        ]  # fmt: skip
+        rows = [_checked(e) for e in entries]
         if not rows:
             return []
         self.session.flush()  # entries appended through the ORM in this transaction come first
